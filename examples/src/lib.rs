@@ -1,0 +1,1 @@
+//! lnm-examples

@@ -1,0 +1,54 @@
+//! # lnm-core: the shared vocabulary of Layered Network Management
+//!
+//! lnm lets machines in isolated industrial networks (ISA-95 / Purdue levels) reach their cloud
+//! services through one gateway per level, without opening the network. This crate holds what
+//! every other lnm crate shares:
+//!
+//! - [`Name`]: a validated, normalised DNS name (the unit every allowlist decision is about);
+//! - [`Target`] and [`ConnInfo`]: where a proxied connection goes and what is known about it;
+//! - the [`Hop`] trait: the pluggable transport to the next hop, with the built-in hops
+//!   [`Direct`](hop::Direct) (real destination), [`Parent`](hop::Parent) (gateway one level up),
+//!   [`Internal`](hop::Internal) (east-west) and [`Memory`](hop::Memory) (in-process network),
+//!   and conversions between hops and tower services;
+//! - the [`Resolve`] trait and its resolvers (system, upstream DNS servers, static hosts);
+//! - [`OwnAddrs`]: a gateway's own addresses, which hops refuse to dial (loop protection);
+//! - [`Error`]: why a hop failed.
+//!
+//! # Layout
+//! - `name.rs`: [`Name`] and [`NameError`]
+//! - `target.rs`: [`Target`], [`ConnInfo`], [`Protocol`]
+//! - `hop/`: the [`Hop`] trait (`mod.rs`), [`Stream`], one file per built-in hop, `service.rs`
+//! - `resolve/`: [`Resolve`], [`SystemResolver`], [`StaticHosts`], [`UpstreamResolver`]
+//! - `own.rs`: [`OwnAddrs`]
+//! - `error.rs`: [`Error`]
+//!
+//! # Example
+//! A level-3 gateway forwards to its parent; a custom resolver and a timeout are one line each:
+//! ```
+//! use std::time::Duration;
+//! use lnm_core::hop::{Direct, Parent};
+//! use lnm_core::{StaticHosts, Target};
+//!
+//! let to_level4 = Parent::new(["10.4.0.1:443".parse().unwrap()])
+//!     .connect_timeout(Duration::from_secs(5));
+//! let hosts: StaticHosts = [("cloud.example".parse().unwrap(), "192.0.2.10".parse().unwrap())]
+//!     .into_iter()
+//!     .collect();
+//! let at_level4 = Direct::with_resolver(hosts);
+//! let target = Target::new("management.azure.com".parse().unwrap(), 443);
+//! assert_eq!(target.to_string(), "management.azure.com:443");
+//! ```
+
+mod error;
+pub mod hop;
+mod name;
+mod own;
+mod resolve;
+mod target;
+
+pub use error::{BoxError, Error};
+pub use hop::{Hop, Stream};
+pub use name::{MAX_LABEL_LEN, MAX_NAME_LEN, Name, NameBuf, NameError};
+pub use own::OwnAddrs;
+pub use resolve::{Resolve, StaticHosts, SystemResolver, UpstreamResolver};
+pub use target::{ConnInfo, Protocol, Target};
