@@ -1,1 +1,68 @@
-//! lnm-policy
+//! # lnm-policy: the allowlist engine of Layered Network Management
+//!
+//! Every lnm gateway decides, for each TLS/HTTP connection and each DNS query, whether the
+//! server name may pass. This crate makes that decision — one matcher for the proxy and the DNS
+//! resolver alike — and reads the configuration it comes from.
+//!
+//! - [`Allowlist::check`] is a pure function over (server name, source IP, port) returning a
+//!   [`Decision`]: `Allow` with the [`Route`] (external or internal) and the rule that matched,
+//!   or `Deny` with a [`Reason`]. Its cost is O(labels of the name), whatever the number of rules.
+//! - [`AllowlistHandle`] shares the current allowlist and swaps a new one in atomically (reload
+//!   without touching live connections).
+//! - [`PolicyService`], [`PolicyLayer`] and the `tower::filter::Predicate` impl on
+//!   [`AllowlistHandle`] adapt it to tower.
+//! - [`Config`] reads a level's configuration: an Azure IoT LNM custom resource (or its `spec`)
+//!   unchanged, plus lnm's own sections (DESIGN §4).
+//!
+//! # Layout
+//! - `pattern.rs`: [`Pattern`] (`name` / `*.suffix`)
+//! - `decision.rs`: [`Request`], [`Decision`], [`Allowed`], [`Route`], [`Reason`]
+//! - `allowlist.rs`: [`Allowlist`] (the label trie), [`AllowlistBuilder`], [`Rule`]
+//! - `arc.rs`: [`ARC_DOMAINS`]
+//! - `handle.rs`: [`AllowlistHandle`]
+//! - `service.rs`: the tower adapters
+//! - `config/`: [`Config`] and its sections, loading and validation
+//! - `error.rs`: [`Error`]
+//!
+//! # Example
+//! ```
+//! use lnm_policy::{Config, Decision, Reason, Request};
+//!
+//! let loaded = Config::parse(r#"
+//! level: 3
+//! parentIpAddr: 10.4.0.1
+//! allowList:
+//!   domains:
+//!     - destinationUrl: management.azure.com
+//!       destinationType: external
+//!     - destinationUrl: "*.blob.core.windows.net"
+//!       destinationType: external
+//!   sourceIpRange:
+//!     - {addressPrefix: 10.2.0.0, prefixLen: 16}
+//! "#, "level3.yaml").unwrap();
+//! let allowlist = loaded.config.allowlist();
+//! let from_l2 = "10.2.0.5".parse().unwrap();
+//! assert!(allowlist.check(&Request::for_name("acct.blob.core.windows.net", from_l2, 443)).is_allowed());
+//! assert_eq!(
+//!     allowlist.check(&Request::for_name("badexample.com", from_l2, 443)),
+//!     Decision::Deny(Reason::NotAllowlisted)
+//! );
+//! ```
+
+mod allowlist;
+mod arc;
+pub mod config;
+mod decision;
+mod error;
+mod handle;
+mod pattern;
+mod service;
+
+pub use allowlist::{Allowlist, AllowlistBuilder, Rule, RuleOrigin};
+pub use arc::ARC_DOMAINS;
+pub use config::{Config, LoadedConfig};
+pub use decision::{Allowed, Decision, Reason, Request, Route, RuleId};
+pub use error::Error;
+pub use handle::AllowlistHandle;
+pub use pattern::Pattern;
+pub use service::{Denied, Permitted, PolicyLayer, PolicyRequest, PolicyService};

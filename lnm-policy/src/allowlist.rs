@@ -1,0 +1,325 @@
+//! The compiled allowlist: O(labels) name matching, source ranges, internal ports.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use lnm_core::{Name, NameBuf};
+
+use crate::decision::{Allowed, Decision, Reason, Request, Route, RuleId};
+use crate::{Error, Pattern, arc};
+
+/// Where a rule came from, for logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RuleOrigin {
+    /// `allowList.domains[index]` of the configuration.
+    Config {
+        /// Position in `allowList.domains`.
+        index: usize,
+    },
+    /// The built-in Azure Arc set (`enableArcDomains`).
+    ArcDomains,
+    /// Added through [`AllowlistBuilder`].
+    Builder,
+}
+
+/// One allowlist rule.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Rule {
+    /// What names it matches.
+    pub pattern: Pattern,
+    /// Where matching connections go.
+    pub route: Route,
+    /// For internal rules: the only port they are allowed on.
+    pub port: Option<u16>,
+    /// Where it came from.
+    pub origin: RuleOrigin,
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.pattern)?;
+        if let Some(port) = self.port {
+            write!(f, ":{port}")?;
+        }
+        write!(f, " ({}", self.route)?;
+        match self.origin {
+            RuleOrigin::Config { index } => write!(f, ", allowList.domains[{index}])"),
+            RuleOrigin::ArcDomains => f.write_str(", enableArcDomains)"),
+            RuleOrigin::Builder => f.write_str(")"),
+        }
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
+
+/// What is allowed at one exact name or wildcard suffix.
+#[derive(Debug, Default, Clone)]
+struct Entry {
+    external: Option<RuleId>,
+    /// (port, rule), a handful at most; port `None`: any port.
+    internal: Vec<(Option<u16>, RuleId)>,
+}
+
+impl Entry {
+    /// The route for `port` (`None`: any port, as for DNS), internal first on its own port.
+    fn route(&self, port: Option<u16>) -> Option<Allowed> {
+        let internal = self.internal.iter().find(|(p, _)| p.is_none() || port.is_none() || *p == port);
+        if let Some(&(_, rule)) = internal {
+            return Some(Allowed { route: Route::Internal, rule });
+        }
+        self.external.map(|rule| Allowed { route: Route::External, rule })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.external.is_none() && self.internal.is_empty()
+    }
+}
+
+/// A trie node keyed by labels from the right (`com` → `azure` → `management`).
+#[derive(Debug, Default, Clone)]
+struct Node {
+    children: FastMap<Box<str>, u32>,
+    exact: Entry,
+    wildcard: Entry,
+}
+
+/// The most labels a valid name can have (253 bytes, 1-byte labels).
+const MAX_LABELS: usize = 127;
+
+/// A compiled allowlist (DESIGN §3). Immutable and cheap to share; swap a new one in with an
+/// [`AllowlistHandle`](crate::AllowlistHandle).
+///
+/// Matching walks a trie of labels from the right, so a check costs O(labels of the name)
+/// whatever the number of rules. Precedence, independent of rule order: an exact pattern before
+/// wildcards, a longer wildcard suffix before a shorter one; within one pattern an internal rule
+/// on the requested port before an external rule. A name that only matches internal rules for
+/// other ports is denied with [`Reason::PortNotAllowed`].
+///
+/// ```
+/// use lnm_policy::{Allowlist, Decision, Reason, Request, Route};
+///
+/// let allowlist = Allowlist::builder()
+///     .external("management.azure.com").unwrap()
+///     .external("*.blob.core.windows.net").unwrap()
+///     .internal("broker.l3.local", 8883).unwrap()
+///     .source_range("10.2.0.0/16".parse().unwrap())
+///     .build();
+/// let client = "10.2.0.7".parse().unwrap();
+///
+/// let d = allowlist.check(&Request::for_name("acct.blob.core.windows.net", client, 443));
+/// assert!(matches!(d, Decision::Allow(a) if a.route == Route::External));
+/// let d = allowlist.check(&Request::for_name("broker.l3.local", client, 8883));
+/// assert!(matches!(d, Decision::Allow(a) if a.route == Route::Internal));
+/// let d = allowlist.check(&Request::for_name("blob.core.windows.net", client, 443));
+/// assert_eq!(d, Decision::Deny(Reason::NotAllowlisted));
+/// let d = allowlist.check(&Request::for_name("management.azure.com", "10.9.0.1".parse().unwrap(), 443));
+/// assert_eq!(d, Decision::Deny(Reason::SourceNotAllowed));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Allowlist {
+    nodes: Vec<Node>,
+    rules: Vec<Rule>,
+    /// `None`: every source is allowed.
+    sources: Option<Vec<IpNet>>,
+}
+
+impl Default for Allowlist {
+    /// An allowlist that allows nothing.
+    fn default() -> Self {
+        Allowlist::builder().build()
+    }
+}
+
+impl Allowlist {
+    /// Starts building an allowlist.
+    pub fn builder() -> AllowlistBuilder {
+        AllowlistBuilder { rules: Vec::new(), sources: None }
+    }
+
+    /// Decides on a connection (pure: no I/O, no clock, no allocation).
+    ///
+    /// Order of the checks: source range, presence and validity of the name, then the patterns.
+    pub fn check(&self, request: &Request<'_>) -> Decision {
+        self.decide(request, Some(request.port))
+    }
+
+    /// Decides on a DNS query: like [`check`](Self::check) but without a port, so an internal
+    /// entry matches on any port (its name must resolve to the gateway whatever it is used for).
+    pub fn check_query(&self, name: &[u8], source: IpAddr) -> Decision {
+        self.decide(&Request::new(Some(name), source, 0), None)
+    }
+
+    /// Whether `source` may use this gateway at all (checked before anything is read).
+    pub fn source_allowed(&self, source: IpAddr) -> bool {
+        match &self.sources {
+            None => true,
+            Some(nets) => {
+                let ip = source.to_canonical();
+                nets.iter().any(|net| net.contains(&ip))
+            }
+        }
+    }
+
+    /// The rule a decision refers to.
+    pub fn rule(&self, id: RuleId) -> &Rule {
+        &self.rules[id.index()]
+    }
+
+    /// All rules, in the order they were added.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The source ranges (`None`: every source).
+    pub fn source_ranges(&self) -> Option<&[IpNet]> {
+        self.sources.as_deref()
+    }
+
+    fn decide(&self, request: &Request<'_>, port: Option<u16>) -> Decision {
+        if !self.source_allowed(request.source) {
+            return Decision::Deny(Reason::SourceNotAllowed);
+        }
+        let Some(raw) = request.server_name else {
+            return Decision::Deny(Reason::NoServerName);
+        };
+        let mut buf: NameBuf = [0; lnm_core::MAX_NAME_LEN];
+        let name = match Name::normalize_into(raw, &mut buf) {
+            Ok(name) => name,
+            Err(e) => return Decision::Deny(Reason::InvalidName(e)),
+        };
+        self.lookup(name, port)
+    }
+
+    /// Walks the trie and applies the precedence rules.
+    fn lookup(&self, name: &str, port: Option<u16>) -> Decision {
+        // Wildcard entries met on the way down, shortest suffix first.
+        let mut wildcards = [0u32; MAX_LABELS];
+        let mut found = 0;
+        let mut node = &self.nodes[0];
+        let mut remaining = name.len();
+        let mut exact = None;
+        for label in name.rsplit('.') {
+            let Some(&child) = node.children.get(label) else { break };
+            node = &self.nodes[child as usize];
+            remaining = remaining.saturating_sub(label.len() + 1);
+            if remaining > 0 {
+                if !node.wildcard.is_empty() && found < MAX_LABELS {
+                    wildcards[found] = child;
+                    found += 1;
+                }
+            } else {
+                exact = Some(node);
+            }
+        }
+        let mut port_mismatch = false;
+        let candidates = exact
+            .map(|n| &n.exact)
+            .into_iter()
+            .chain(wildcards[..found].iter().rev().map(|&i| &self.nodes[i as usize].wildcard));
+        for entry in candidates {
+            if entry.is_empty() {
+                continue;
+            }
+            match entry.route(port) {
+                Some(allowed) => return Decision::Allow(allowed),
+                None => port_mismatch = true,
+            }
+        }
+        match (port_mismatch, port) {
+            (true, Some(port)) => Decision::Deny(Reason::PortNotAllowed { port }),
+            _ => Decision::Deny(Reason::NotAllowlisted),
+        }
+    }
+}
+
+/// Builds an [`Allowlist`].
+#[derive(Debug, Clone)]
+pub struct AllowlistBuilder {
+    rules: Vec<Rule>,
+    sources: Option<Vec<IpNet>>,
+}
+
+impl AllowlistBuilder {
+    /// Allows `pattern` (`name` or `*.suffix`) as an external destination on every listener.
+    pub fn external(self, pattern: &str) -> Result<Self, Error> {
+        Ok(self.rule(Pattern::parse(pattern)?, Route::External, None, RuleOrigin::Builder))
+    }
+
+    /// Allows `pattern` as an internal (east-west) destination on `port` only.
+    pub fn internal(self, pattern: &str, port: u16) -> Result<Self, Error> {
+        Ok(self.rule(Pattern::parse(pattern)?, Route::Internal, Some(port), RuleOrigin::Builder))
+    }
+
+    /// Adds a rule. An internal rule without a port is allowed on every port; the port of an
+    /// external rule is ignored (external rules are allowed on every listener).
+    pub fn rule(mut self, pattern: Pattern, route: Route, port: Option<u16>, origin: RuleOrigin) -> Self {
+        let port = if route == Route::Internal { port } else { None };
+        self.rules.push(Rule { pattern, route, port, origin });
+        self
+    }
+
+    /// Adds the built-in Azure Arc domain set ([`ARC_DOMAINS`](crate::ARC_DOMAINS)).
+    pub fn arc_domains(mut self) -> Self {
+        for pattern in arc::patterns() {
+            self = self.rule(pattern, Route::External, None, RuleOrigin::ArcDomains);
+        }
+        self
+    }
+
+    /// Restricts clients to `range` (call again to add more). Without any call, every source is
+    /// allowed.
+    pub fn source_range(mut self, range: IpNet) -> Self {
+        self.sources.get_or_insert_with(Vec::new).push(range.trunc());
+        self
+    }
+
+    /// Restricts clients to `ranges`; an empty list allows no source at all.
+    pub fn source_ranges(mut self, ranges: impl IntoIterator<Item = IpNet>) -> Self {
+        let list = self.sources.get_or_insert_with(Vec::new);
+        list.extend(ranges.into_iter().map(|r| r.trunc()));
+        self
+    }
+
+    /// Compiles the rules.
+    pub fn build(self) -> Allowlist {
+        let mut nodes = vec![Node::default()];
+        for (index, rule) in self.rules.iter().enumerate() {
+            let id = RuleId(u32::try_from(index).unwrap_or(u32::MAX));
+            let mut at = 0usize;
+            for label in rule.pattern.name().labels_rev() {
+                at = match nodes[at].children.get(label) {
+                    Some(&child) => child as usize,
+                    None => {
+                        let child = nodes.len();
+                        nodes.push(Node::default());
+                        nodes[at].children.insert(label.into(), child as u32);
+                        child
+                    }
+                };
+            }
+            let entry = match rule.pattern {
+                Pattern::Exact(_) => &mut nodes[at].exact,
+                Pattern::Wildcard(_) => &mut nodes[at].wildcard,
+            };
+            // The first rule for the same pattern and route wins, so duplicates are harmless.
+            match rule.route {
+                Route::Internal => {
+                    if !entry.internal.iter().any(|(p, _)| *p == rule.port) {
+                        entry.internal.push((rule.port, id));
+                    }
+                }
+                Route::External => {
+                    entry.external.get_or_insert(id);
+                }
+            }
+        }
+        nodes.shrink_to_fit();
+        Allowlist { nodes, rules: self.rules, sources: self.sources }
+    }
+}
+
+#[cfg(test)]
+mod tests;

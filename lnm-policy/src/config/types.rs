@@ -1,0 +1,560 @@
+//! The configuration types. Defaults live here, in one place.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use lnm_core::Name;
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
+
+use super::serde_util::duration;
+use crate::{Allowlist, Pattern, Route, RuleOrigin};
+
+/// One gateway level: the `spec` of an Azure IoT LNM custom resource plus lnm's extensions.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct Config {
+    /// The Purdue level (informational; a level without parent forwards to the real destination).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<u8>,
+    /// The parent gateway (LNM's single-address form).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_ip_addr: Option<IpAddr>,
+    /// Parent gateways tried in order (lnm extension, failover).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_ip_addrs: Option<Vec<IpAddr>>,
+    /// The parent's port; default: each listener's `destinationPort`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_port: Option<u16>,
+    /// The log level (`RUST_LOG` overrides it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<LogLevel>,
+    /// What may pass.
+    #[serde(default)]
+    pub allow_list: AllowListConfig,
+
+    /// Azure LNM: the Envoy image. Ignored, with a warning.
+    #[serde(default, skip_serializing)]
+    pub image: Option<IgnoredAny>,
+    /// Azure LNM: the replica count. Ignored, with a warning.
+    #[serde(default, skip_serializing)]
+    pub replicas: Option<IgnoredAny>,
+    /// Azure LNM: Kubernetes tolerations. Ignored, with a warning.
+    #[serde(default, skip_serializing)]
+    pub node_tolerations: Option<IgnoredAny>,
+    /// Azure LNM: the OpenTelemetry collector. Ignored, with a warning (lnm exposes Prometheus
+    /// metrics on `admin.bind`).
+    #[serde(default, skip_serializing)]
+    pub open_telemetry_metrics_collector_addr: Option<IgnoredAny>,
+
+    /// Proxy listeners. Absent: `0.0.0.0:443` (tls), `0.0.0.0:80` (http) and one per internal
+    /// entry's port; an empty list: none (DNS only). See [`Config::effective_listeners`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listeners: Option<Vec<ListenerConfig>>,
+    /// The DNS rewrite server; absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsConfig>,
+    /// How this gateway finds real and internal destinations.
+    #[serde(default)]
+    pub resolver: ResolverConfig,
+    /// The admin HTTP endpoint (`/metrics`, `/healthz`, `/readyz`); absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<AdminConfig>,
+    /// PROXY protocol v2 between gateways.
+    #[serde(default)]
+    pub proxy_protocol: ProxyProtocolConfig,
+    /// Connection limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Timeouts.
+    #[serde(default)]
+    pub timeouts: Timeouts,
+}
+
+/// `logLevel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[allow(missing_docs)]
+pub enum LogLevel {
+    #[serde(alias = "Trace", alias = "TRACE")]
+    Trace,
+    #[serde(alias = "Debug", alias = "DEBUG")]
+    Debug,
+    #[serde(alias = "Info", alias = "INFO")]
+    Info,
+    #[serde(alias = "Warn", alias = "WARN", alias = "warning")]
+    Warn,
+    #[serde(alias = "Error", alias = "ERROR")]
+    Error,
+}
+
+impl LogLevel {
+    /// The level as a `tracing` filter directive.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+/// `allowList`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct AllowListConfig {
+    /// Adds the built-in Azure Arc domains ([`ARC_DOMAINS`](crate::ARC_DOMAINS)).
+    #[serde(default)]
+    pub enable_arc_domains: bool,
+    /// The allowed destinations.
+    #[serde(default)]
+    pub domains: Vec<DomainEntry>,
+    /// Absent: every source; present: only these (an empty list admits nobody).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ip_range: Option<Vec<SourceRange>>,
+}
+
+/// `destinationType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DestinationType {
+    /// Up the levels, to the real destination.
+    External,
+    /// On this level, on the entry's own port.
+    Internal,
+}
+
+/// One `allowList.domains[]` entry, validated: a pattern, its type, and (internal) its port.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "RawDomainEntry", into = "RawDomainEntry")]
+#[non_exhaustive]
+pub struct DomainEntry {
+    /// The name or `*.suffix`.
+    pub pattern: Pattern,
+    /// External or internal.
+    pub destination_type: DestinationType,
+    /// The port of an internal entry.
+    pub port: Option<u16>,
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawDomainEntry {
+    destination_url: String,
+    destination_type: DestinationType,
+}
+
+impl TryFrom<RawDomainEntry> for DomainEntry {
+    type Error = String;
+
+    fn try_from(raw: RawDomainEntry) -> Result<Self, String> {
+        let url = raw.destination_url.trim();
+        match raw.destination_type {
+            DestinationType::External => {
+                let pattern = Pattern::parse(url).map_err(|e| e.to_string())?;
+                Ok(DomainEntry { pattern, destination_type: DestinationType::External, port: None })
+            }
+            DestinationType::Internal => {
+                let (host, port) = url.rsplit_once(':').ok_or_else(|| {
+                    format!("internal destination {url:?} needs its port, as in `broker.local:8883`")
+                })?;
+                let port: u16 = port
+                    .parse()
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| format!("invalid port {port:?} in internal destination {url:?}"))?;
+                let pattern = Pattern::parse(host).map_err(|e| e.to_string())?;
+                Ok(DomainEntry { pattern, destination_type: DestinationType::Internal, port: Some(port) })
+            }
+        }
+    }
+}
+
+impl From<DomainEntry> for RawDomainEntry {
+    fn from(entry: DomainEntry) -> Self {
+        let destination_url = match entry.port {
+            Some(port) => format!("{}:{port}", entry.pattern),
+            None => entry.pattern.to_string(),
+        };
+        RawDomainEntry { destination_url, destination_type: entry.destination_type }
+    }
+}
+
+/// One `sourceIpRange[]` entry (`addressPrefix` + `prefixLen`), host bits cleared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "RawSourceRange", into = "RawSourceRange")]
+pub struct SourceRange(pub IpNet);
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawSourceRange {
+    address_prefix: IpAddr,
+    prefix_len: u8,
+}
+
+impl TryFrom<RawSourceRange> for SourceRange {
+    type Error = String;
+
+    fn try_from(raw: RawSourceRange) -> Result<Self, String> {
+        IpNet::new(raw.address_prefix, raw.prefix_len)
+            .map(|net| SourceRange(net.trunc()))
+            .map_err(|_| {
+                let max = if raw.address_prefix.is_ipv4() { 32 } else { 128 };
+                format!("prefixLen {} is too long for {} (at most {max})", raw.prefix_len, raw.address_prefix)
+            })
+    }
+}
+
+impl From<SourceRange> for RawSourceRange {
+    fn from(range: SourceRange) -> Self {
+        RawSourceRange { address_prefix: range.0.addr(), prefix_len: range.0.prefix_len() }
+    }
+}
+
+/// How a listener learns the server name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerProtocol {
+    /// TLS ClientHello SNI.
+    Tls,
+    /// HTTP/1.x `Host`.
+    Http,
+    /// TLS if the first byte is a handshake record, else HTTP.
+    #[default]
+    Auto,
+}
+
+/// One `listeners[]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct ListenerConfig {
+    /// Where to listen.
+    pub bind: SocketAddr,
+    /// How to sniff.
+    #[serde(default)]
+    pub protocol: ListenerProtocol,
+    /// The destination port; default: the bound port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_port: Option<u16>,
+}
+
+impl ListenerConfig {
+    /// A listener on `bind` sniffing `protocol`.
+    pub fn new(bind: SocketAddr, protocol: ListenerProtocol) -> Self {
+        ListenerConfig { bind, protocol, destination_port: None }
+    }
+
+    /// The destination port (explicit, else the bound port).
+    pub fn destination_port(&self) -> u16 {
+        self.destination_port.unwrap_or(self.bind.port())
+    }
+}
+
+/// `dns`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct DnsConfig {
+    /// UDP and TCP address.
+    pub bind: SocketAddr,
+    /// A answers for allowlisted names.
+    #[serde(default)]
+    pub answer_ipv4: Vec<Ipv4Addr>,
+    /// AAAA answers for allowlisted names (empty: empty NOERROR).
+    #[serde(default)]
+    pub answer_ipv6: Vec<Ipv6Addr>,
+    /// Where names that are not allowlisted are forwarded; empty: REFUSED.
+    #[serde(default)]
+    pub upstream: Vec<SocketAddr>,
+    /// TTL of rewritten answers, in seconds.
+    #[serde(default = "default_dns_ttl")]
+    pub ttl: u32,
+}
+
+fn default_dns_ttl() -> u32 {
+    60
+}
+
+/// `resolver.upstream`: the system resolver or explicit DNS servers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ResolverUpstream {
+    /// `system`.
+    #[default]
+    System,
+    /// `[ip:port, ...]`, asked in order.
+    Servers(Vec<SocketAddr>),
+}
+
+impl<'de> Deserialize<'de> for ResolverUpstream {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ResolverUpstream;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("`system` or a list of DNS servers as `ip:port`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ResolverUpstream, E> {
+                if v == "system" {
+                    Ok(ResolverUpstream::System)
+                } else {
+                    Err(E::invalid_value(serde::de::Unexpected::Str(v), &self))
+                }
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<ResolverUpstream, A::Error> {
+                let mut servers = Vec::new();
+                while let Some(server) = seq.next_element::<SocketAddr>()? {
+                    servers.push(server);
+                }
+                Ok(ResolverUpstream::Servers(servers))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for ResolverUpstream {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ResolverUpstream::System => s.serialize_str("system"),
+            ResolverUpstream::Servers(servers) => servers.serialize(s),
+        }
+    }
+}
+
+/// `resolver`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct ResolverConfig {
+    /// Where real names are resolved.
+    #[serde(default)]
+    pub upstream: ResolverUpstream,
+    /// Static names (internal destinations, overrides), exact names.
+    #[serde(default)]
+    pub hosts: BTreeMap<Name, IpAddr>,
+}
+
+/// `admin`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct AdminConfig {
+    /// The HTTP address of `/metrics`, `/healthz`, `/readyz`.
+    pub bind: SocketAddr,
+}
+
+/// `proxyProtocol`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct ProxyProtocolConfig {
+    /// Send a PROXY v2 header to the parent.
+    #[serde(default)]
+    pub send: bool,
+    /// Accept PROXY v2 headers from child gateways.
+    #[serde(default)]
+    pub accept: bool,
+}
+
+/// `limits`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Concurrent proxied connections in total.
+    pub max_connections: usize,
+    /// Concurrent proxied connections per client address.
+    pub max_connections_per_source: usize,
+    /// Gateways a connection may pass before it is refused as a loop.
+    pub max_hops: u8,
+    /// The largest ClientHello (all records together) the sniffer buffers, in bytes.
+    pub max_client_hello: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 10_000,
+            max_connections_per_source: 1_000,
+            max_hops: 8,
+            max_client_hello: 64 * 1024,
+        }
+    }
+}
+
+/// `timeouts`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+#[non_exhaustive]
+pub struct Timeouts {
+    /// Until the server name is known.
+    #[serde(with = "duration")]
+    pub sniff: Duration,
+    /// To open the next hop (resolution included).
+    #[serde(with = "duration")]
+    pub connect: Duration,
+    /// Without bytes in either direction.
+    #[serde(with = "duration")]
+    pub idle: Duration,
+    /// For open connections to finish at shutdown.
+    #[serde(with = "duration")]
+    pub shutdown_drain: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            sniff: Duration::from_secs(10),
+            connect: Duration::from_secs(5),
+            idle: Duration::from_secs(3600),
+            shutdown_drain: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Config {
+    /// Compiles `allowList` into an [`Allowlist`].
+    pub fn allowlist(&self) -> Allowlist {
+        let list = &self.allow_list;
+        let mut builder = Allowlist::builder();
+        if list.enable_arc_domains {
+            builder = builder.arc_domains();
+        }
+        for (index, entry) in list.domains.iter().enumerate() {
+            let route = match entry.destination_type {
+                DestinationType::External => Route::External,
+                DestinationType::Internal => Route::Internal,
+            };
+            builder = builder.rule(entry.pattern.clone(), route, entry.port, RuleOrigin::Config { index });
+        }
+        if let Some(ranges) = &list.source_ip_range {
+            builder = builder.source_ranges(ranges.iter().map(|r| r.0));
+        }
+        builder.build()
+    }
+
+    /// The parent gateways, in failover order (empty: this is the top level).
+    pub fn parent_addrs(&self) -> Vec<IpAddr> {
+        match (&self.parent_ip_addrs, self.parent_ip_addr) {
+            (Some(list), _) => list.clone(),
+            (None, Some(one)) => vec![one],
+            (None, None) => Vec::new(),
+        }
+    }
+
+    /// Whether this level forwards to the real destination (no parent configured).
+    pub fn is_top_level(&self) -> bool {
+        self.parent_addrs().is_empty()
+    }
+
+    /// The listeners to run: the configured ones, or the defaults (`0.0.0.0:443` tls,
+    /// `0.0.0.0:80` http, and `0.0.0.0:<port>` auto for each internal entry's port).
+    pub fn effective_listeners(&self) -> Vec<ListenerConfig> {
+        if let Some(listeners) = &self.listeners {
+            return listeners.clone();
+        }
+        let any = |port| SocketAddr::from(([0, 0, 0, 0], port));
+        let mut out = vec![
+            ListenerConfig::new(any(443), ListenerProtocol::Tls),
+            ListenerConfig::new(any(80), ListenerProtocol::Http),
+        ];
+        for entry in &self.allow_list.domains {
+            if let Some(port) = entry.port {
+                if !out.iter().any(|l| l.bind.port() == port) {
+                    out.push(ListenerConfig::new(any(port), ListenerProtocol::Auto));
+                }
+            }
+        }
+        out
+    }
+
+    /// Checks what serde cannot: values that contradict each other. Returns the warnings, or
+    /// the key at fault and why.
+    pub(super) fn validate(&self) -> Result<Vec<String>, (String, String)> {
+        let mut warnings = Vec::new();
+        for (present, key) in [
+            (self.image.is_some(), "image"),
+            (self.replicas.is_some(), "replicas"),
+            (self.node_tolerations.is_some(), "nodeTolerations"),
+            (self.open_telemetry_metrics_collector_addr.is_some(), "openTelemetryMetricsCollectorAddr"),
+        ] {
+            if present {
+                warnings.push(format!("`{key}` has no meaning for lnm and is ignored"));
+            }
+        }
+        if self.parent_ip_addr.is_some() && self.parent_ip_addrs.is_some() {
+            return Err((
+                "parentIpAddrs".into(),
+                "set either parentIpAddr or parentIpAddrs, not both".into(),
+            ));
+        }
+        if self.parent_ip_addrs.as_ref().is_some_and(Vec::is_empty) {
+            return Err(("parentIpAddrs".into(), "the list is empty; remove it for a top level".into()));
+        }
+        if self.allow_list.domains.is_empty() && !self.allow_list.enable_arc_domains {
+            warnings.push("the allowlist is empty: every connection and query will be denied".into());
+        }
+        if self.allow_list.source_ip_range.as_ref().is_some_and(Vec::is_empty) {
+            warnings.push("`allowList.sourceIpRange` is an empty list: no client is admitted".into());
+        }
+        let listeners = self.effective_listeners();
+        for (i, l) in listeners.iter().enumerate() {
+            if listeners[..i].iter().any(|other| other.bind == l.bind) {
+                return Err((format!("listeners[{i}].bind"), format!("{} is listed twice", l.bind)));
+            }
+        }
+        for parent in self.parent_addrs() {
+            for (i, l) in listeners.iter().enumerate() {
+                let parent_port = self.parent_port.unwrap_or(l.destination_port());
+                let same_ip = l.bind.ip() == parent
+                    || (l.bind.ip().is_unspecified() && (parent.is_loopback() || parent.is_unspecified()));
+                if same_ip && l.bind.port() == parent_port {
+                    return Err((
+                        "parentIpAddr".into(),
+                        format!(
+                            "the parent {parent}:{parent_port} is this gateway's own listener \
+                             listeners[{i}] ({}): a static loop",
+                            l.bind
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Some(dns) = &self.dns {
+            if dns.answer_ipv4.is_empty() && dns.answer_ipv6.is_empty() {
+                return Err((
+                    "dns.answerIpv4".into(),
+                    "the DNS server needs at least one address to answer with (this gateway's)".into(),
+                ));
+            }
+        }
+        if self.timeouts.sniff.is_zero() || self.timeouts.connect.is_zero() {
+            return Err(("timeouts".into(), "sniff and connect timeouts must be positive".into()));
+        }
+        if self.limits.max_client_hello < 512 {
+            return Err((
+                "limits.maxClientHello".into(),
+                "must be at least 512 bytes (real ClientHellos are 200 B to 2 KiB and more)".into(),
+            ));
+        }
+        for entry in &self.allow_list.domains {
+            if let (Some(port), Pattern::Exact(name)) = (entry.port, &entry.pattern) {
+                if !self.resolver.hosts.contains_key(name) {
+                    warnings.push(format!(
+                        "internal destination {name}:{port} has no address in `resolver.hosts`; \
+                         it will be resolved with `resolver.upstream`"
+                    ));
+                }
+            }
+        }
+        Ok(warnings)
+    }
+}
