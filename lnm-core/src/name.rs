@@ -15,6 +15,7 @@
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
+
 use std::sync::Arc;
 
 /// The longest name, in bytes, without its trailing dot.
@@ -105,14 +106,15 @@ impl Name {
 
     /// Parses a name read from the wire (SNI, `Host`, DNS question): ASCII only, no IDNA mapping.
     pub fn from_ascii(input: &[u8]) -> Result<Self, NameError> {
-        let mut buf = [0u8; MAX_NAME_LEN];
-        let text = Self::normalize_into(input, &mut buf)?;
-        Ok(Name(Arc::from(text)))
+        Self::with_normalized(input, |text| Name(Arc::from(text)))
     }
 
-    /// Validates and normalises `input` into `buf` without allocating, returning the canonical
-    /// text. This is the hot path of every policy check; [`Name::from_ascii`] is built on it.
-    pub fn normalize_into<'b>(input: &[u8], buf: &'b mut NameBuf) -> Result<&'b str, NameError> {
+    /// Validates and normalises `input`, then hands the canonical text to `f` — without
+    /// allocating, and without copying when the input is already lower case (the usual case for
+    /// SNI and DNS). This is the hot path of every policy check; [`Name::from_ascii`] is built
+    /// on it.
+    #[inline]
+    pub fn with_normalized<R>(input: &[u8], f: impl FnOnce(&str) -> R) -> Result<R, NameError> {
         let input = input.strip_suffix(b".").unwrap_or(input);
         if input.is_empty() {
             return Err(NameError::Empty);
@@ -121,35 +123,38 @@ impl Name {
             return Err(NameError::TooLong { len: input.len() });
         }
         let mut label_start = 0;
+        let mut has_upper = false;
         for (i, &b) in input.iter().enumerate() {
-            let folded = match b {
-                b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => b,
-                b'A'..=b'Z' => b | 0x20,
-                b'.' => {
+            match CLASS[b as usize] {
+                LOWER => {}
+                UPPER => has_upper = true,
+                DOT => {
                     check_label(label_start, i)?;
                     label_start = i + 1;
-                    b
                 }
-                0 => return Err(NameError::NulByte { position: i }),
-                b':' if Ipv6Addr::from_str(std::str::from_utf8(input).unwrap_or("")).is_ok() => {
-                    return Err(NameError::IpLiteral);
-                }
-                _ => {
-                    return Err(NameError::InvalidByte {
-                        byte: b,
-                        position: i,
-                    });
-                }
-            };
-            buf[i] = folded;
+                _ => return Err(invalid_byte(input, i)),
+            }
         }
         check_label(label_start, input.len())?;
-        let text = &buf[..input.len()];
-        if is_numeric_label(&text[label_start..]) {
+        if is_numeric_label(&input[label_start..]) {
             return Err(NameError::IpLiteral);
         }
-        // Every byte written above is ASCII, so this cannot fail; map it anyway rather than panic.
-        std::str::from_utf8(text).map_err(|_| NameError::Idna)
+        if has_upper {
+            return Ok(fold_then(input, f));
+        }
+        // Every byte was checked to be ASCII above.
+        std::str::from_utf8(input)
+            .map(f)
+            .map_err(|_| NameError::Idna)
+    }
+
+    /// Validates and normalises `input` into `buf`, returning the canonical text.
+    pub fn normalize_into<'b>(input: &[u8], buf: &'b mut NameBuf) -> Result<&'b str, NameError> {
+        let len = Self::with_normalized(input, |text| {
+            buf[..text.len()].copy_from_slice(text.as_bytes());
+            text.len()
+        })?;
+        std::str::from_utf8(&buf[..len]).map_err(|_| NameError::Idna)
     }
 
     /// The canonical text.
@@ -173,6 +178,49 @@ impl Name {
             .split_once('.')
             .map(|(_, rest)| Name(Arc::from(rest)))
     }
+}
+
+const INVALID: u8 = 0;
+const LOWER: u8 = 1;
+const UPPER: u8 = 2;
+const DOT: u8 = 3;
+
+/// The class of each byte in a name: `a-z 0-9 - _` are kept, `A-Z` folded, `.` separates.
+static CLASS: [u8; 256] = {
+    let mut table = [INVALID; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = match c {
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => LOWER,
+            b'A'..=b'Z' => UPPER,
+            b'.' => DOT,
+            _ => INVALID,
+        };
+        b += 1;
+    }
+    table
+};
+
+#[cold]
+fn invalid_byte(input: &[u8], position: usize) -> NameError {
+    match input[position] {
+        0 => NameError::NulByte { position },
+        b':' if std::str::from_utf8(input).is_ok_and(|s| s.parse::<Ipv6Addr>().is_ok()) => {
+            NameError::IpLiteral
+        }
+        byte => NameError::InvalidByte { byte, position },
+    }
+}
+
+#[cold]
+fn fold_then<R>(input: &[u8], f: impl FnOnce(&str) -> R) -> R {
+    let mut buf: NameBuf = [0; MAX_NAME_LEN];
+    let folded = &mut buf[..input.len()];
+    folded.copy_from_slice(input);
+    folded.make_ascii_lowercase();
+    // ASCII stays ASCII when lower-cased.
+    f(std::str::from_utf8(folded).unwrap_or_default())
 }
 
 fn check_label(start: usize, end: usize) -> Result<(), NameError> {

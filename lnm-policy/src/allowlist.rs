@@ -2,10 +2,11 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use lnm_core::{Name, NameBuf};
+use lnm_core::Name;
 
 use crate::decision::{Allowed, Decision, Reason, Request, Route, RuleId};
 use crate::{Error, Pattern, arc};
@@ -53,8 +54,6 @@ impl fmt::Display for Rule {
     }
 }
 
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
-
 /// What is allowed at one exact name or wildcard suffix.
 #[derive(Debug, Default, Clone)]
 struct Entry {
@@ -66,11 +65,20 @@ struct Entry {
 impl Entry {
     /// The route for `port` (`None`: any port, as for DNS), internal first on its own port.
     fn route(&self, port: Option<u16>) -> Option<Allowed> {
-        let internal = self.internal.iter().find(|(p, _)| p.is_none() || port.is_none() || *p == port);
+        let internal = self
+            .internal
+            .iter()
+            .find(|(p, _)| p.is_none() || port.is_none() || *p == port);
         if let Some(&(_, rule)) = internal {
-            return Some(Allowed { route: Route::Internal, rule });
+            return Some(Allowed {
+                route: Route::Internal,
+                rule,
+            });
         }
-        self.external.map(|rule| Allowed { route: Route::External, rule })
+        self.external.map(|rule| Allowed {
+            route: Route::External,
+            rule,
+        })
     }
 
     fn is_empty(&self) -> bool {
@@ -78,16 +86,22 @@ impl Entry {
     }
 }
 
-/// A trie node keyed by labels from the right (`com` → `azure` → `management`).
-#[derive(Debug, Default, Clone)]
+/// Every suffix of every pattern (`com`, `azure.com`, `management.azure.com`) is a node.
+#[derive(Debug, Clone)]
 struct Node {
-    children: FastMap<Box<str>, u32>,
+    /// The suffix this node stands for, to verify a match.
+    suffix: Box<str>,
     exact: Entry,
     wildcard: Entry,
 }
 
-/// The most labels a valid name can have (253 bytes, 1-byte labels).
-const MAX_LABELS: usize = 127;
+/// The index of the trie: the chained hash of a suffix's labels → its node.
+///
+/// Keying by a 64-bit chained hash (seeded per allowlist) makes each step one integer lookup
+/// instead of a string comparison; the one or two candidate nodes are then verified against the
+/// name itself, so a hash collision can never allow a name, only (with probability ~2⁻⁶⁴) fall
+/// back to the slow path.
+type Index = HashMap<u64, u32, foldhash::fast::FixedState>;
 
 /// A compiled allowlist (DESIGN §3). Immutable and cheap to share; swap a new one in with an
 /// [`AllowlistHandle`](crate::AllowlistHandle).
@@ -121,6 +135,8 @@ const MAX_LABELS: usize = 127;
 #[derive(Debug, Clone)]
 pub struct Allowlist {
     nodes: Vec<Node>,
+    index: Index,
+    hasher: foldhash::fast::FixedState,
     rules: Vec<Rule>,
     /// `None`: every source is allowed.
     sources: Option<Vec<IpNet>>,
@@ -136,7 +152,10 @@ impl Default for Allowlist {
 impl Allowlist {
     /// Starts building an allowlist.
     pub fn builder() -> AllowlistBuilder {
-        AllowlistBuilder { rules: Vec::new(), sources: None }
+        AllowlistBuilder {
+            rules: Vec::new(),
+            sources: None,
+        }
     }
 
     /// Decides on a connection (pure: no I/O, no clock, no allocation).
@@ -185,52 +204,82 @@ impl Allowlist {
         let Some(raw) = request.server_name else {
             return Decision::Deny(Reason::NoServerName);
         };
-        let mut buf: NameBuf = [0; lnm_core::MAX_NAME_LEN];
-        let name = match Name::normalize_into(raw, &mut buf) {
-            Ok(name) => name,
-            Err(e) => return Decision::Deny(Reason::InvalidName(e)),
-        };
-        self.lookup(name, port)
+        match Name::with_normalized(raw, |name| self.lookup(name, port)) {
+            Ok(decision) => decision,
+            Err(e) => Decision::Deny(Reason::InvalidName(e)),
+        }
     }
 
     /// Walks the trie and applies the precedence rules.
+    ///
+    /// The fast path remembers only the exact entry and the deepest wildcard on the way down;
+    /// the rare case where that match is an internal rule for another port (or fails
+    /// verification) walks again for the fallbacks.
     fn lookup(&self, name: &str, port: Option<u16>) -> Decision {
-        // Wildcard entries met on the way down, shortest suffix first.
-        let mut wildcards = [0u32; MAX_LABELS];
-        let mut found = 0;
-        let mut node = &self.nodes[0];
-        let mut remaining = name.len();
-        let mut exact = None;
-        for label in name.rsplit('.') {
-            let Some(&child) = node.children.get(label) else { break };
-            node = &self.nodes[child as usize];
-            remaining = remaining.saturating_sub(label.len() + 1);
-            if remaining > 0 {
-                if !node.wildcard.is_empty() && found < MAX_LABELS {
-                    wildcards[found] = child;
-                    found += 1;
-                }
-            } else {
-                exact = Some(node);
-            }
+        let (exact, deepest_wildcard) = self.walk(name, |_| ());
+        let first = exact
+            .map(|n| &n.exact)
+            .or(deepest_wildcard.map(|n| &n.wildcard));
+        match first.map(|entry| entry.route(port)) {
+            None => Decision::Deny(Reason::NotAllowlisted),
+            Some(Some(allowed)) => Decision::Allow(allowed),
+            Some(None) => self.lookup_fallback(name, port),
         }
-        let mut port_mismatch = false;
+    }
+
+    /// Walks the labels from the right, calling `on_wildcard` for every node with a wildcard
+    /// entry that matches (shortest suffix first); returns the node of the exact entry and the
+    /// node of the deepest wildcard entry. Every node returned or passed on is verified.
+    fn walk<'s>(
+        &'s self,
+        name: &str,
+        mut on_wildcard: impl FnMut(&'s Node),
+    ) -> (Option<&'s Node>, Option<&'s Node>) {
+        let bytes = name.as_bytes();
+        let mut end = bytes.len();
+        let mut hash = 0u64;
+        let (mut exact, mut wildcard) = (None, None);
+        loop {
+            let mut start = end;
+            while start > 0 && bytes[start - 1] != b'.' {
+                start -= 1;
+            }
+            hash = chain(&self.hasher, hash, &bytes[start..end]);
+            let Some(&id) = self.index.get(&hash) else {
+                break;
+            };
+            let node = &self.nodes[id as usize];
+            if start == 0 {
+                if !node.exact.is_empty() && *node.suffix == *name {
+                    exact = Some(node);
+                }
+                break;
+            }
+            if !node.wildcard.is_empty() && name[start..] == *node.suffix {
+                wildcard = Some(node);
+                on_wildcard(node);
+            }
+            end = start - 1;
+        }
+        (exact, wildcard)
+    }
+
+    #[cold]
+    fn lookup_fallback(&self, name: &str, port: Option<u16>) -> Decision {
+        let mut wildcards: Vec<&Node> = Vec::new();
+        let (exact, _) = self.walk(name, |node| wildcards.push(node));
         let candidates = exact
             .map(|n| &n.exact)
             .into_iter()
-            .chain(wildcards[..found].iter().rev().map(|&i| &self.nodes[i as usize].wildcard));
+            .chain(wildcards.into_iter().rev().map(|n| &n.wildcard));
         for entry in candidates {
-            if entry.is_empty() {
-                continue;
-            }
-            match entry.route(port) {
-                Some(allowed) => return Decision::Allow(allowed),
-                None => port_mismatch = true,
+            if let Some(allowed) = entry.route(port) {
+                return Decision::Allow(allowed);
             }
         }
-        match (port_mismatch, port) {
-            (true, Some(port)) => Decision::Deny(Reason::PortNotAllowed { port }),
-            _ => Decision::Deny(Reason::NotAllowlisted),
+        match port {
+            Some(port) => Decision::Deny(Reason::PortNotAllowed { port }),
+            None => Decision::Deny(Reason::NotAllowlisted),
         }
     }
 }
@@ -245,19 +294,40 @@ pub struct AllowlistBuilder {
 impl AllowlistBuilder {
     /// Allows `pattern` (`name` or `*.suffix`) as an external destination on every listener.
     pub fn external(self, pattern: &str) -> Result<Self, Error> {
-        Ok(self.rule(Pattern::parse(pattern)?, Route::External, None, RuleOrigin::Builder))
+        Ok(self.rule(
+            Pattern::parse(pattern)?,
+            Route::External,
+            None,
+            RuleOrigin::Builder,
+        ))
     }
 
     /// Allows `pattern` as an internal (east-west) destination on `port` only.
     pub fn internal(self, pattern: &str, port: u16) -> Result<Self, Error> {
-        Ok(self.rule(Pattern::parse(pattern)?, Route::Internal, Some(port), RuleOrigin::Builder))
+        Ok(self.rule(
+            Pattern::parse(pattern)?,
+            Route::Internal,
+            Some(port),
+            RuleOrigin::Builder,
+        ))
     }
 
     /// Adds a rule. An internal rule without a port is allowed on every port; the port of an
     /// external rule is ignored (external rules are allowed on every listener).
-    pub fn rule(mut self, pattern: Pattern, route: Route, port: Option<u16>, origin: RuleOrigin) -> Self {
+    pub fn rule(
+        mut self,
+        pattern: Pattern,
+        route: Route,
+        port: Option<u16>,
+        origin: RuleOrigin,
+    ) -> Self {
         let port = if route == Route::Internal { port } else { None };
-        self.rules.push(Rule { pattern, route, port, origin });
+        self.rules.push(Rule {
+            pattern,
+            route,
+            port,
+            origin,
+        });
         self
     }
 
@@ -272,7 +342,9 @@ impl AllowlistBuilder {
     /// Restricts clients to `range` (call again to add more). Without any call, every source is
     /// allowed.
     pub fn source_range(mut self, range: IpNet) -> Self {
-        self.sources.get_or_insert_with(Vec::new).push(range.trunc());
+        self.sources
+            .get_or_insert_with(Vec::new)
+            .push(range.trunc());
         self
     }
 
@@ -285,21 +357,53 @@ impl AllowlistBuilder {
 
     /// Compiles the rules.
     pub fn build(self) -> Allowlist {
-        let mut nodes = vec![Node::default()];
-        for (index, rule) in self.rules.iter().enumerate() {
-            let id = RuleId(u32::try_from(index).unwrap_or(u32::MAX));
-            let mut at = 0usize;
-            for label in rule.pattern.name().labels_rev() {
-                at = match nodes[at].children.get(label) {
-                    Some(&child) => child as usize,
+        // A seed collision between two different suffixes is astronomically unlikely, but it is
+        // detected and answered with a new seed rather than assumed away.
+        loop {
+            if let Some(allowlist) = self.try_build(random_seed()) {
+                return allowlist;
+            }
+        }
+    }
+
+    fn try_build(&self, seed: u64) -> Option<Allowlist> {
+        let hasher = foldhash::fast::FixedState::with_seed(seed);
+        let mut nodes: Vec<Node> = Vec::new();
+        let mut index =
+            Index::with_hasher(foldhash::fast::FixedState::with_seed(seed ^ 0x9e37_79b9));
+        for (i, rule) in self.rules.iter().enumerate() {
+            let id = RuleId(u32::try_from(i).unwrap_or(u32::MAX));
+            let name = rule.pattern.name().as_str();
+            let bytes = name.as_bytes();
+            let mut hash = 0u64;
+            let mut end = bytes.len();
+            let at = loop {
+                let mut start = end;
+                while start > 0 && bytes[start - 1] != b'.' {
+                    start -= 1;
+                }
+                hash = chain(&hasher, hash, &bytes[start..end]);
+                let suffix = &name[start..];
+                let at = match index.get(&hash) {
+                    Some(&existing) if *nodes[existing as usize].suffix == *suffix => {
+                        existing as usize
+                    }
+                    Some(_) => return None,
                     None => {
-                        let child = nodes.len();
-                        nodes.push(Node::default());
-                        nodes[at].children.insert(label.into(), child as u32);
-                        child
+                        nodes.push(Node {
+                            suffix: suffix.into(),
+                            exact: Entry::default(),
+                            wildcard: Entry::default(),
+                        });
+                        index.insert(hash, (nodes.len() - 1) as u32);
+                        nodes.len() - 1
                     }
                 };
-            }
+                if start == 0 {
+                    break at;
+                }
+                end = start - 1;
+            };
             let entry = match rule.pattern {
                 Pattern::Exact(_) => &mut nodes[at].exact,
                 Pattern::Wildcard(_) => &mut nodes[at].wildcard,
@@ -317,8 +421,32 @@ impl AllowlistBuilder {
             }
         }
         nodes.shrink_to_fit();
-        Allowlist { nodes, rules: self.rules, sources: self.sources }
+        index.shrink_to_fit();
+        Some(Allowlist {
+            nodes,
+            index,
+            hasher,
+            rules: self.rules.clone(),
+            sources: self.sources.clone(),
+        })
     }
+}
+
+/// The hash of a suffix, from the hash of its parent suffix and its first label.
+#[inline]
+fn chain(hasher: &foldhash::fast::FixedState, parent: u64, label: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = hasher.build_hasher();
+    h.write_u64(parent);
+    h.write(label);
+    h.finish()
+}
+
+fn random_seed() -> u64 {
+    use std::hash::Hasher;
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u8(0);
+    hasher.finish()
 }
 
 #[cfg(test)]

@@ -39,7 +39,9 @@ pub const ARC_DOMAINS: &[&str] = &[
 /// The compiled patterns of [`ARC_DOMAINS`].
 pub(crate) fn patterns() -> impl Iterator<Item = Pattern> {
     // Every entry is a constant checked by the unit test below, so none is skipped in practice.
-    ARC_DOMAINS.iter().filter_map(|text| Pattern::parse(text).ok())
+    ARC_DOMAINS
+        .iter()
+        .filter_map(|text| Pattern::parse(text).ok())
 }
 
 #[cfg(test)]

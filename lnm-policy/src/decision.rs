@@ -21,12 +21,20 @@ pub struct Request<'a> {
 impl<'a> Request<'a> {
     /// A request for `server_name` from `source` to `port`.
     pub fn new(server_name: Option<&'a [u8]>, source: IpAddr, port: u16) -> Self {
-        Request { server_name, source, port }
+        Request {
+            server_name,
+            source,
+            port,
+        }
     }
 
     /// A request for a textual server name.
     pub fn for_name(name: &'a str, source: IpAddr, port: u16) -> Self {
-        Request { server_name: Some(name.as_bytes()), source, port }
+        Request {
+            server_name: Some(name.as_bytes()),
+            source,
+            port,
+        }
     }
 }
 

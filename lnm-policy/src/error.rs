@@ -32,7 +32,7 @@ pub enum Error {
         file: String,
         /// The parser's error, with its location.
         #[source]
-        source: serde_saphyr::Error,
+        source: Box<serde_saphyr::Error>,
     },
     /// The configuration parsed, but its values contradict each other.
     #[error("{file}: {key}: {message}")]

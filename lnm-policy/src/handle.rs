@@ -21,7 +21,9 @@ pub struct AllowlistHandle {
 impl AllowlistHandle {
     /// A handle on `allowlist`.
     pub fn new(allowlist: Allowlist) -> Self {
-        AllowlistHandle { current: Arc::new(ArcSwap::from_pointee(allowlist)) }
+        AllowlistHandle {
+            current: Arc::new(ArcSwap::from_pointee(allowlist)),
+        }
     }
 
     /// The current allowlist (a snapshot; later swaps do not change it).

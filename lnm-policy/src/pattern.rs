@@ -32,9 +32,14 @@ impl Pattern {
     /// Parses `name` or `*.suffix` (Unicode converted to A-labels, case folded, one trailing dot
     /// ignored).
     pub fn parse(text: &str) -> Result<Self, Error> {
-        let invalid = |reason: String| Error::Pattern { pattern: text.to_owned(), reason };
+        let invalid = |reason: String| Error::Pattern {
+            pattern: text.to_owned(),
+            reason,
+        };
         if text == "*" || text == "*." {
-            return Err(invalid("a bare `*` would allow every name: lnm is never an open proxy".into()));
+            return Err(invalid(
+                "a bare `*` would allow every name: lnm is never an open proxy".into(),
+            ));
         }
         if let Some(suffix) = text.strip_prefix("*.") {
             if suffix.contains('*') {
@@ -53,9 +58,9 @@ impl Pattern {
         }
         match Name::new(text) {
             Ok(name) => Ok(Pattern::Exact(name)),
-            Err(NameError::InvalidByte { byte: b':', .. }) => {
-                Err(invalid("unexpected port: only internal entries carry a port".into()))
-            }
+            Err(NameError::InvalidByte { byte: b':', .. }) => Err(invalid(
+                "unexpected port: only internal entries carry a port".into(),
+            )),
             Err(e) => Err(invalid(e.to_string())),
         }
     }
@@ -114,7 +119,10 @@ mod tests {
     use super::*;
 
     fn m(pattern: &str, name: &str) -> bool {
-        pattern.parse::<Pattern>().unwrap().matches(&name.parse().unwrap())
+        pattern
+            .parse::<Pattern>()
+            .unwrap()
+            .matches(&name.parse().unwrap())
     }
 
     #[test]

@@ -96,7 +96,11 @@ impl<R: PolicyRequest> Predicate<R> for AllowlistHandle {
     fn check(&mut self, request: R) -> Result<Permitted<R>, BoxError> {
         let allowlist = self.load();
         match allowlist.check(&request.policy_request()) {
-            Decision::Allow(allowed) => Ok(Permitted { request, allowed, allowlist }),
+            Decision::Allow(allowed) => Ok(Permitted {
+                request,
+                allowed,
+                allowlist,
+            }),
             Decision::Deny(reason) => Err(Box::new(Denied { reason })),
         }
     }

@@ -19,10 +19,13 @@ pub const PIPE_BUFFER: usize = 64 * 1024;
 /// How many connections may wait in a listener's backlog.
 const BACKLOG: usize = 1024;
 
+/// The sending side of a listener's backlog: a pipe end and the address it claims to come from.
+type Backlog = mpsc::Sender<(DuplexStream, SocketAddr)>;
+
 /// A set of named in-memory listeners. Cloning shares the network.
 #[derive(Clone, Default)]
 pub struct MemoryNetwork {
-    listeners: Arc<Mutex<HashMap<String, mpsc::Sender<(DuplexStream, SocketAddr)>>>>,
+    listeners: Arc<Mutex<HashMap<String, Backlog>>>,
 }
 
 impl std::fmt::Debug for MemoryNetwork {

@@ -44,34 +44,67 @@ fn allowed_by(list: &Allowlist, name: &str, port: u16) -> Option<String> {
 #[test]
 fn exact_matches_only_itself() {
     let list = sample();
-    assert_eq!(allowed_by(&list, "management.azure.com", 443).as_deref(), Some("management.azure.com"));
-    assert_eq!(check(&list, "x.management.azure.com", 443), Decision::Deny(Reason::NotAllowlisted));
-    assert_eq!(check(&list, "xmanagement.azure.com", 443), Decision::Deny(Reason::NotAllowlisted));
-    assert_eq!(check(&list, "management.azure.com.evil.com", 443), Decision::Deny(Reason::NotAllowlisted));
-    assert_eq!(check(&list, "azure.com", 443), Decision::Deny(Reason::NotAllowlisted));
+    assert_eq!(
+        allowed_by(&list, "management.azure.com", 443).as_deref(),
+        Some("management.azure.com")
+    );
+    assert_eq!(
+        check(&list, "x.management.azure.com", 443),
+        Decision::Deny(Reason::NotAllowlisted)
+    );
+    assert_eq!(
+        check(&list, "xmanagement.azure.com", 443),
+        Decision::Deny(Reason::NotAllowlisted)
+    );
+    assert_eq!(
+        check(&list, "management.azure.com.evil.com", 443),
+        Decision::Deny(Reason::NotAllowlisted)
+    );
+    assert_eq!(
+        check(&list, "azure.com", 443),
+        Decision::Deny(Reason::NotAllowlisted)
+    );
 }
 
 #[test]
 fn wildcard_never_matches_its_apex_or_a_mere_suffix() {
     let list = sample();
     assert!(check(&list, "acct.blob.core.windows.net", 443).is_allowed());
-    assert_eq!(check(&list, "blob.core.windows.net", 443), Decision::Deny(Reason::NotAllowlisted));
-    assert_eq!(check(&list, "evilblob.core.windows.net", 443), Decision::Deny(Reason::NotAllowlisted));
-    assert_eq!(check(&list, "badexample.com", 443), Decision::Deny(Reason::NotAllowlisted));
+    assert_eq!(
+        check(&list, "blob.core.windows.net", 443),
+        Decision::Deny(Reason::NotAllowlisted)
+    );
+    assert_eq!(
+        check(&list, "evilblob.core.windows.net", 443),
+        Decision::Deny(Reason::NotAllowlisted)
+    );
+    assert_eq!(
+        check(&list, "badexample.com", 443),
+        Decision::Deny(Reason::NotAllowlisted)
+    );
 }
 
 #[test]
 fn deep_wildcards_match_any_number_of_labels() {
     let list = sample();
     assert!(check(&list, "a.b.c.d.blob.core.windows.net", 443).is_allowed());
-    assert_eq!(allowed_by(&list, "x.y.example.com", 443).as_deref(), Some("*.example.com"));
+    assert_eq!(
+        allowed_by(&list, "x.y.example.com", 443).as_deref(),
+        Some("*.example.com")
+    );
 }
 
 #[test]
 fn exact_wins_over_wildcard_and_apex_can_be_listed_separately() {
     let list = sample();
-    assert_eq!(allowed_by(&list, "example.com", 443).as_deref(), Some("example.com"));
-    assert_eq!(allowed_by(&list, "www.example.com", 443).as_deref(), Some("*.example.com"));
+    assert_eq!(
+        allowed_by(&list, "example.com", 443).as_deref(),
+        Some("example.com")
+    );
+    assert_eq!(
+        allowed_by(&list, "www.example.com", 443).as_deref(),
+        Some("*.example.com")
+    );
 }
 
 #[test]
@@ -82,9 +115,18 @@ fn longest_wildcard_wins() {
         .external("*.example.com")
         .unwrap()
         .build();
-    assert_eq!(allowed_by(&list, "a.example.com", 443).as_deref(), Some("*.example.com"));
-    assert_eq!(allowed_by(&list, "example.com", 443).as_deref(), Some("*.com"));
-    assert_eq!(check(&list, "com", 443), Decision::Deny(Reason::NotAllowlisted));
+    assert_eq!(
+        allowed_by(&list, "a.example.com", 443).as_deref(),
+        Some("*.example.com")
+    );
+    assert_eq!(
+        allowed_by(&list, "example.com", 443).as_deref(),
+        Some("*.com")
+    );
+    assert_eq!(
+        check(&list, "com", 443),
+        Decision::Deny(Reason::NotAllowlisted)
+    );
 }
 
 #[test]
@@ -114,13 +156,25 @@ fn idna_config_names_match_their_a_labels() {
 fn invalid_and_missing_names_are_denied_with_their_reason() {
     let list = sample();
     let src = ip(L2);
-    assert_eq!(list.check(&Request::new(None, src, 443)), Decision::Deny(Reason::NoServerName));
+    assert_eq!(
+        list.check(&Request::new(None, src, 443)),
+        Decision::Deny(Reason::NoServerName)
+    );
     for (name, err) in [
         (&b"10.0.0.1"[..], NameError::IpLiteral),
         (b"::1", NameError::IpLiteral),
         (b"", NameError::Empty),
-        (b"management.azure.com\0.evil", NameError::NulByte { position: 20 }),
-        (b"manage ment.azure.com", NameError::InvalidByte { byte: b' ', position: 6 }),
+        (
+            b"management.azure.com\0.evil",
+            NameError::NulByte { position: 20 },
+        ),
+        (
+            b"manage ment.azure.com",
+            NameError::InvalidByte {
+                byte: b' ',
+                position: 6,
+            },
+        ),
     ] {
         assert_eq!(
             list.check(&Request::new(Some(name), src, 443)),
@@ -140,34 +194,65 @@ fn source_ranges_v4_v6_and_mapped() {
         .build();
     let at = |src: &str| list.check(&Request::for_name("management.azure.com", ip(src), 443));
     assert!(at("10.2.255.1").is_allowed());
-    assert!(at("::ffff:10.2.0.9").is_allowed(), "IPv4-mapped matched as IPv4");
+    assert!(
+        at("::ffff:10.2.0.9").is_allowed(),
+        "IPv4-mapped matched as IPv4"
+    );
     assert!(at("fd00:2::5").is_allowed());
     assert_eq!(at("10.3.0.1"), Decision::Deny(Reason::SourceNotAllowed));
-    assert_eq!(at("::ffff:10.3.0.1"), Decision::Deny(Reason::SourceNotAllowed));
+    assert_eq!(
+        at("::ffff:10.3.0.1"),
+        Decision::Deny(Reason::SourceNotAllowed)
+    );
     assert_eq!(at("fd00:3::5"), Decision::Deny(Reason::SourceNotAllowed));
     // The source is checked first: a bad name from a bad source is a source denial.
     assert_eq!(
         list.check(&Request::new(Some(b"10.0.0.1"), ip("10.9.0.1"), 443)),
         Decision::Deny(Reason::SourceNotAllowed)
     );
-    let nobody = Allowlist::builder().external("a.example").unwrap().source_ranges([]).build();
+    let nobody = Allowlist::builder()
+        .external("a.example")
+        .unwrap()
+        .source_ranges([])
+        .build();
     assert!(!nobody.source_allowed(ip("10.2.0.1")));
-    assert!(sample().source_allowed(ip("203.0.113.1")), "absent: every source");
+    assert!(
+        sample().source_allowed(ip("203.0.113.1")),
+        "absent: every source"
+    );
 }
 
 #[test]
 fn internal_entries_only_on_their_port() {
     let list = sample();
     let d = check(&list, "broker.l3.contoso.local", 8883);
-    assert!(matches!(d, Decision::Allow(Allowed { route: Route::Internal, .. })), "{d:?}");
-    assert_eq!(check(&list, "broker.l3.contoso.local", 443), Decision::Deny(Reason::PortNotAllowed { port: 443 }));
+    assert!(
+        matches!(
+            d,
+            Decision::Allow(Allowed {
+                route: Route::Internal,
+                ..
+            })
+        ),
+        "{d:?}"
+    );
+    assert_eq!(
+        check(&list, "broker.l3.contoso.local", 443),
+        Decision::Deny(Reason::PortNotAllowed { port: 443 })
+    );
     // External entries are allowed on every listener's port.
     assert!(matches!(
         check(&list, "management.azure.com", 8883),
-        Decision::Allow(Allowed { route: Route::External, .. })
+        Decision::Allow(Allowed {
+            route: Route::External,
+            ..
+        })
     ));
     // DNS: an internal name resolves to the gateway whatever the port.
-    assert!(list.check_query(b"broker.l3.contoso.local", ip(L2)).is_allowed());
+    assert!(
+        list.check_query(b"broker.l3.contoso.local", ip(L2))
+            .is_allowed()
+    );
 }
 
 #[test]
@@ -182,11 +267,17 @@ fn internal_on_its_port_beats_external_and_falls_back_elsewhere() {
         .build();
     assert!(matches!(
         check(&list, "broker.contoso.local", 8883),
-        Decision::Allow(Allowed { route: Route::Internal, .. })
+        Decision::Allow(Allowed {
+            route: Route::Internal,
+            ..
+        })
     ));
     assert!(matches!(
         check(&list, "broker.contoso.local", 443),
-        Decision::Allow(Allowed { route: Route::External, .. })
+        Decision::Allow(Allowed {
+            route: Route::External,
+            ..
+        })
     ));
     // A more specific internal-only rule on another port lets the broader external rule apply.
     let list = Allowlist::builder()
@@ -195,7 +286,10 @@ fn internal_on_its_port_beats_external_and_falls_back_elsewhere() {
         .internal("mqtt.contoso.local", 8883)
         .unwrap()
         .build();
-    assert_eq!(allowed_by(&list, "mqtt.contoso.local", 443).as_deref(), Some("*.contoso.local"));
+    assert_eq!(
+        allowed_by(&list, "mqtt.contoso.local", 443).as_deref(),
+        Some("*.contoso.local")
+    );
 }
 
 #[test]
@@ -217,20 +311,31 @@ fn arc_domains_cover_the_documented_set() {
             assert_eq!(list.rule(a.rule).origin, RuleOrigin::ArcDomains);
         }
     }
-    assert_eq!(check(&list, "his.arc.azure.com", 443), Decision::Deny(Reason::NotAllowlisted));
+    assert_eq!(
+        check(&list, "his.arc.azure.com", 443),
+        Decision::Deny(Reason::NotAllowlisted)
+    );
 }
 
 #[test]
 fn empty_allowlist_denies_everything() {
     let list = Allowlist::default();
-    assert_eq!(check(&list, "example.com", 443), Decision::Deny(Reason::NotAllowlisted));
+    assert_eq!(
+        check(&list, "example.com", 443),
+        Decision::Deny(Reason::NotAllowlisted)
+    );
 }
 
 #[test]
 fn rule_display_says_where_it_came_from() {
     let list = sample();
-    let Decision::Allow(a) = check(&list, "broker.l3.contoso.local", 8883) else { panic!() };
-    assert_eq!(list.rule(a.rule).to_string(), "broker.l3.contoso.local:8883 (internal)");
+    let Decision::Allow(a) = check(&list, "broker.l3.contoso.local", 8883) else {
+        panic!()
+    };
+    assert_eq!(
+        list.rule(a.rule).to_string(),
+        "broker.l3.contoso.local:8883 (internal)"
+    );
 }
 
 // ---- property tests ----------------------------------------------------------------------

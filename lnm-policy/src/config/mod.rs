@@ -58,14 +58,19 @@ struct Document {
 impl Config {
     /// Reads and parses a configuration file.
     pub fn load(path: &Path) -> Result<LoadedConfig, Error> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| Error::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Config::parse(&text, &path.display().to_string())
     }
 
     /// Parses configuration text; `file` names it in error messages.
     pub fn parse(text: &str, file: &str) -> Result<LoadedConfig, Error> {
-        let parse_err = |source| Error::Parse { file: file.to_owned(), source };
+        let parse_err = |source: serde_saphyr::Error| Error::Parse {
+            file: file.to_owned(),
+            source: Box::new(source),
+        };
         let probe: Probe = serde_saphyr::from_str(text).map_err(parse_err)?;
         let config = if probe.kind.is_some() || probe.spec.is_some() {
             let doc: Document = serde_saphyr::from_str(text).map_err(parse_err)?;

@@ -3,8 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde::de::{self, Deserializer, Visitor};
 use serde::Serializer;
+use serde::de::{self, Deserializer, Visitor};
 
 /// Durations as `humantime` text (`10s`, `1m 30s`, `1h`) or a number of seconds.
 pub(crate) mod duration {
@@ -20,8 +20,11 @@ pub(crate) mod duration {
         }
 
         fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
-            humantime::parse_duration(v.trim())
-                .map_err(|e| E::custom(format_args!("invalid duration {v:?}: {e} (write e.g. `10s`, `5m`, `1h`)")))
+            humantime::parse_duration(v.trim()).map_err(|e| {
+                E::custom(format_args!(
+                    "invalid duration {v:?}: {e} (write e.g. `10s`, `5m`, `1h`)"
+                ))
+            })
         }
 
         fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
@@ -35,7 +38,8 @@ pub(crate) mod duration {
         }
 
         fn visit_f64<E: de::Error>(self, v: f64) -> Result<Duration, E> {
-            Duration::try_from_secs_f64(v).map_err(|e| E::custom(format_args!("invalid duration {v}: {e}")))
+            Duration::try_from_secs_f64(v)
+                .map_err(|e| E::custom(format_args!("invalid duration {v}: {e}")))
         }
     }
 

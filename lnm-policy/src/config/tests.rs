@@ -29,13 +29,27 @@ fn azure_level4_custom_resource_runs_unchanged() {
     assert!(c.allow_list.enable_arc_domains);
     assert_eq!(c.allow_list.domains.len(), 19);
     for key in ["image", "replicas", "openTelemetryMetricsCollectorAddr"] {
-        assert!(loaded.warnings.iter().any(|w| w.contains(key)), "{key}: {:?}", loaded.warnings);
+        assert!(
+            loaded.warnings.iter().any(|w| w.contains(key)),
+            "{key}: {:?}",
+            loaded.warnings
+        );
     }
     let list = c.allowlist();
     let any = ip("203.0.113.9");
-    assert!(list.check(&Request::for_name("x.ods.opinsights.azure.com", any, 443)).is_allowed());
-    assert!(list.check(&Request::for_name("management.azure.com", any, 443)).is_allowed(), "arc set");
-    assert!(list.check(&Request::for_name("quay.io", any, 443)).is_allowed());
+    assert!(
+        list.check(&Request::for_name("x.ods.opinsights.azure.com", any, 443))
+            .is_allowed()
+    );
+    assert!(
+        list.check(&Request::for_name("management.azure.com", any, 443))
+            .is_allowed(),
+        "arc set"
+    );
+    assert!(
+        list.check(&Request::for_name("quay.io", any, 443))
+            .is_allowed()
+    );
     assert_eq!(
         list.check(&Request::for_name("ods.opinsights.azure.com", any, 443)),
         Decision::Deny(Reason::NotAllowlisted)
@@ -54,11 +68,27 @@ fn azure_level3_spec_runs_unchanged() {
     let c = &loaded.config;
     assert_eq!(c.parent_addrs(), [ip("10.104.0.10")]);
     assert_eq!(c.parent_port, Some(443));
-    assert!(loaded.warnings.iter().any(|w| w.contains("nodeTolerations")));
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.contains("nodeTolerations"))
+    );
     let list = c.allowlist();
-    assert!(list.check(&Request::for_name("kv1.vault.azure.net", ip("10.102.3.4"), 443)).is_allowed());
+    assert!(
+        list.check(&Request::for_name(
+            "kv1.vault.azure.net",
+            ip("10.102.3.4"),
+            443
+        ))
+        .is_allowed()
+    );
     assert_eq!(
-        list.check(&Request::for_name("kv1.vault.azure.net", ip("10.103.3.4"), 443)),
+        list.check(&Request::for_name(
+            "kv1.vault.azure.net",
+            ip("10.103.3.4"),
+            443
+        )),
         Decision::Deny(Reason::SourceNotAllowed)
     );
 }
@@ -70,7 +100,10 @@ fn design_example_parses_every_section() {
     let c = loaded.config;
     let dns = c.dns.as_ref().unwrap();
     assert_eq!(dns.bind, "10.3.0.1:53".parse().unwrap());
-    assert_eq!(dns.answer_ipv4, ["10.3.0.1".parse::<std::net::Ipv4Addr>().unwrap()]);
+    assert_eq!(
+        dns.answer_ipv4,
+        ["10.3.0.1".parse::<std::net::Ipv4Addr>().unwrap()]
+    );
     assert_eq!(dns.ttl, 60);
     assert_eq!(c.resolver.upstream, ResolverUpstream::System);
     assert_eq!(c.resolver.hosts["broker.l3.contoso.local"], ip("10.3.0.20"));
@@ -80,7 +113,11 @@ fn design_example_parses_every_section() {
     assert_eq!(listeners[0].protocol, ListenerProtocol::Tls);
     assert_eq!(listeners[1].destination_port(), 80);
     let list = c.allowlist();
-    let d = list.check(&Request::for_name("broker.l3.contoso.local", ip("10.2.0.1"), 8883));
+    let d = list.check(&Request::for_name(
+        "broker.l3.contoso.local",
+        ip("10.2.0.1"),
+        8883,
+    ));
     assert!(matches!(d, Decision::Allow(a) if a.route == Route::Internal));
     assert_eq!(c.admin.unwrap().bind, "127.0.0.1:9100".parse().unwrap());
 }
@@ -89,7 +126,10 @@ fn design_example_parses_every_section() {
 fn json_documents_use_the_same_parser() {
     let c = Config::parse(JSON_L4, "level4.json").unwrap().config;
     assert_eq!(c.level, Some(4));
-    assert_eq!(c.resolver.upstream, ResolverUpstream::Servers(vec!["127.0.1.53:5300".parse().unwrap()]));
+    assert_eq!(
+        c.resolver.upstream,
+        ResolverUpstream::Servers(vec!["127.0.1.53:5300".parse().unwrap()])
+    );
     assert_eq!(c.allowlist().rules().len(), 2);
 }
 
@@ -100,15 +140,27 @@ fn default_listeners_include_internal_ports() {
         "t",
     )
     .unwrap();
-    let ports: Vec<u16> = c.config.effective_listeners().iter().map(|l| l.bind.port()).collect();
+    let ports: Vec<u16> = c
+        .config
+        .effective_listeners()
+        .iter()
+        .map(|l| l.bind.port())
+        .collect();
     assert_eq!(ports, [443, 80, 8883]);
-    assert!(c.warnings.iter().any(|w| w.contains("resolver.hosts")), "{:?}", c.warnings);
+    assert!(
+        c.warnings.iter().any(|w| w.contains("resolver.hosts")),
+        "{:?}",
+        c.warnings
+    );
 }
 
 #[test]
 fn unknown_keys_name_the_key_and_line() {
     let e = err("level: 3\nallowList:\n  domains: []\n  sourceIpRanges: []\n");
-    assert!(e.contains("test.yaml") && e.contains("sourceIpRanges") && e.contains("line 4"), "{e}");
+    assert!(
+        e.contains("test.yaml") && e.contains("sourceIpRanges") && e.contains("line 4"),
+        "{e}"
+    );
     let e = err("level: 3\nlistners: []\n");
     assert!(e.contains("listners") && e.contains("line 2"), "{e}");
     let e = err("apiVersion: v1\nkind: Lnm\nspec:\n  level: 4\n  bogus: 1\n");
@@ -118,16 +170,44 @@ fn unknown_keys_name_the_key_and_line() {
 #[test]
 fn bad_values_name_the_line_and_say_why() {
     let cases = [
-        ("allowList:\n  domains:\n    - {destinationUrl: \"*\", destinationType: external}\n", "open proxy", "line 3"),
-        ("allowList:\n  domains:\n    - {destinationUrl: 10.0.0.1, destinationType: external}\n", "IP address", "line 3"),
-        ("allowList:\n  domains:\n    - {destinationUrl: broker.local, destinationType: internal}\n", "needs its port", "line 3"),
-        ("allowList:\n  domains:\n    - {destinationUrl: a.com, destinationType: sideways}\n", "sideways", "line 3"),
-        ("allowList:\n  sourceIpRange:\n    - {addressPrefix: 10.0.0.0, prefixLen: 33}\n", "prefixLen 33", "line 3"),
+        (
+            "allowList:\n  domains:\n    - {destinationUrl: \"*\", destinationType: external}\n",
+            "open proxy",
+            "line 3",
+        ),
+        (
+            "allowList:\n  domains:\n    - {destinationUrl: 10.0.0.1, destinationType: external}\n",
+            "IP address",
+            "line 3",
+        ),
+        (
+            "allowList:\n  domains:\n    - {destinationUrl: broker.local, destinationType: internal}\n",
+            "needs its port",
+            "line 3",
+        ),
+        (
+            "allowList:\n  domains:\n    - {destinationUrl: a.com, destinationType: sideways}\n",
+            "sideways",
+            "line 3",
+        ),
+        (
+            "allowList:\n  sourceIpRange:\n    - {addressPrefix: 10.0.0.0, prefixLen: 33}\n",
+            "prefixLen 33",
+            "line 3",
+        ),
         ("level: 300\n", "level", "line 1"),
         ("parentIpAddr: not-an-ip\n", "not-an-ip", "line 1"),
-        ("timeouts:\n  sniff: ten seconds\n", "invalid duration", "line 2"),
+        (
+            "timeouts:\n  sniff: ten seconds\n",
+            "invalid duration",
+            "line 2",
+        ),
         ("resolver:\n  upstream: google\n", "system", "line 2"),
-        ("resolver:\n  hosts: {\"bad name\": 10.0.0.1}\n", "invalid name", "line 2"),
+        (
+            "resolver:\n  hosts: {\"bad name\": 10.0.0.1}\n",
+            "invalid name",
+            "line 2",
+        ),
         ("logLevel: chatty\n", "chatty", "line 1"),
     ];
     for (text, what, line) in cases {
@@ -139,12 +219,21 @@ fn bad_values_name_the_line_and_say_why() {
 #[test]
 fn contradictions_name_the_key() {
     let cases = [
-        ("parentIpAddr: 10.4.0.1\nparentIpAddrs: [10.4.0.2]\n", "parentIpAddrs"),
+        (
+            "parentIpAddr: 10.4.0.1\nparentIpAddrs: [10.4.0.2]\n",
+            "parentIpAddrs",
+        ),
         ("parentIpAddrs: []\n", "parentIpAddrs"),
         ("dns: {bind: \"127.0.0.1:53\"}\n", "dns.answerIpv4"),
-        ("listeners:\n  - {bind: \"127.0.0.1:443\"}\n  - {bind: \"127.0.0.1:443\"}\n", "listeners[1].bind"),
+        (
+            "listeners:\n  - {bind: \"127.0.0.1:443\"}\n  - {bind: \"127.0.0.1:443\"}\n",
+            "listeners[1].bind",
+        ),
         ("parentIpAddr: 127.0.0.1\n", "static loop"),
-        ("parentIpAddr: 10.3.0.1\nlisteners: [{bind: \"10.3.0.1:8443\", destinationPort: 443}]\nparentPort: 8443\n", "static loop"),
+        (
+            "parentIpAddr: 10.3.0.1\nlisteners: [{bind: \"10.3.0.1:8443\", destinationPort: 443}]\nparentPort: 8443\n",
+            "static loop",
+        ),
         ("kind: Service\nspec: {}\n", "kind"),
         ("timeouts: {sniff: 0s}\n", "timeouts"),
     ];
@@ -153,14 +242,23 @@ fn contradictions_name_the_key() {
         assert!(e.contains(key), "{text:?} -> {e}");
     }
     // A parent on another port of the same host is not a loop.
-    assert!(Config::parse("parentIpAddr: 10.3.0.1\nlisteners: [{bind: \"10.3.0.1:8443\"}]\nparentPort: 443\n", "t").is_ok());
+    assert!(
+        Config::parse(
+            "parentIpAddr: 10.3.0.1\nlisteners: [{bind: \"10.3.0.1:8443\"}]\nparentPort: 443\n",
+            "t"
+        )
+        .is_ok()
+    );
 }
 
 #[test]
 fn durations_read_as_text_or_seconds() {
-    let c = Config::parse("timeouts: {sniff: 2s, connect: 1m 30s, idle: 90, shutdownDrain: 500ms}\n", "t")
-        .unwrap()
-        .config;
+    let c = Config::parse(
+        "timeouts: {sniff: 2s, connect: 1m 30s, idle: 90, shutdownDrain: 500ms}\n",
+        "t",
+    )
+    .unwrap()
+    .config;
     assert_eq!(c.timeouts.sniff, Duration::from_secs(2));
     assert_eq!(c.timeouts.connect, Duration::from_secs(90));
     assert_eq!(c.timeouts.idle, Duration::from_secs(90));
@@ -187,11 +285,26 @@ fn empty_source_list_warns_and_admits_nobody() {
 
 #[test]
 fn garbage_files_are_errors_not_panics() {
-    for text in ["", "[1, 2", "- a\n- b\n", "{{{{", "level: [", "\u{0}", "&a [*a, *a]", "kind: Lnm\n"] {
+    for text in [
+        "",
+        "[1, 2",
+        "- a\n- b\n",
+        "{{{{",
+        "level: [",
+        "\u{0}",
+        "&a [*a, *a]",
+        "kind: Lnm\n",
+    ] {
         let _ = Config::parse(text, "garbage.yaml");
     }
     assert!(Config::parse("- a\n", "t").is_err());
     let empty = Config::parse("", "empty.yaml").unwrap();
-    assert!(empty.warnings.iter().any(|w| w.contains("every connection")), "{:?}", empty.warnings);
+    assert!(
+        empty
+            .warnings
+            .iter()
+            .any(|w| w.contains("every connection")),
+        "{:?}",
+        empty.warnings
+    );
 }
-

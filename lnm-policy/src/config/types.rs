@@ -159,19 +159,27 @@ impl TryFrom<RawDomainEntry> for DomainEntry {
         match raw.destination_type {
             DestinationType::External => {
                 let pattern = Pattern::parse(url).map_err(|e| e.to_string())?;
-                Ok(DomainEntry { pattern, destination_type: DestinationType::External, port: None })
+                Ok(DomainEntry {
+                    pattern,
+                    destination_type: DestinationType::External,
+                    port: None,
+                })
             }
             DestinationType::Internal => {
                 let (host, port) = url.rsplit_once(':').ok_or_else(|| {
-                    format!("internal destination {url:?} needs its port, as in `broker.local:8883`")
+                    format!(
+                        "internal destination {url:?} needs its port, as in `broker.local:8883`"
+                    )
                 })?;
-                let port: u16 = port
-                    .parse()
-                    .ok()
-                    .filter(|p| *p != 0)
-                    .ok_or_else(|| format!("invalid port {port:?} in internal destination {url:?}"))?;
+                let port: u16 = port.parse().ok().filter(|p| *p != 0).ok_or_else(|| {
+                    format!("invalid port {port:?} in internal destination {url:?}")
+                })?;
                 let pattern = Pattern::parse(host).map_err(|e| e.to_string())?;
-                Ok(DomainEntry { pattern, destination_type: DestinationType::Internal, port: Some(port) })
+                Ok(DomainEntry {
+                    pattern,
+                    destination_type: DestinationType::Internal,
+                    port: Some(port),
+                })
             }
         }
     }
@@ -183,7 +191,10 @@ impl From<DomainEntry> for RawDomainEntry {
             Some(port) => format!("{}:{port}", entry.pattern),
             None => entry.pattern.to_string(),
         };
-        RawDomainEntry { destination_url, destination_type: entry.destination_type }
+        RawDomainEntry {
+            destination_url,
+            destination_type: entry.destination_type,
+        }
     }
 }
 
@@ -206,15 +217,25 @@ impl TryFrom<RawSourceRange> for SourceRange {
         IpNet::new(raw.address_prefix, raw.prefix_len)
             .map(|net| SourceRange(net.trunc()))
             .map_err(|_| {
-                let max = if raw.address_prefix.is_ipv4() { 32 } else { 128 };
-                format!("prefixLen {} is too long for {} (at most {max})", raw.prefix_len, raw.address_prefix)
+                let max = if raw.address_prefix.is_ipv4() {
+                    32
+                } else {
+                    128
+                };
+                format!(
+                    "prefixLen {} is too long for {} (at most {max})",
+                    raw.prefix_len, raw.address_prefix
+                )
             })
     }
 }
 
 impl From<SourceRange> for RawSourceRange {
     fn from(range: SourceRange) -> Self {
-        RawSourceRange { address_prefix: range.0.addr(), prefix_len: range.0.prefix_len() }
+        RawSourceRange {
+            address_prefix: range.0.addr(),
+            prefix_len: range.0.prefix_len(),
+        }
     }
 }
 
@@ -249,7 +270,11 @@ pub struct ListenerConfig {
 impl ListenerConfig {
     /// A listener on `bind` sniffing `protocol`.
     pub fn new(bind: SocketAddr, protocol: ListenerProtocol) -> Self {
-        ListenerConfig { bind, protocol, destination_port: None }
+        ListenerConfig {
+            bind,
+            protocol,
+            destination_port: None,
+        }
     }
 
     /// The destination port (explicit, else the bound port).
@@ -308,7 +333,10 @@ impl<'de> Deserialize<'de> for ResolverUpstream {
                     Err(E::invalid_value(serde::de::Unexpected::Str(v), &self))
                 }
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<ResolverUpstream, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<ResolverUpstream, A::Error> {
                 let mut servers = Vec::new();
                 while let Some(server) = seq.next_element::<SocketAddr>()? {
                     servers.push(server);
@@ -433,7 +461,12 @@ impl Config {
                 DestinationType::External => Route::External,
                 DestinationType::Internal => Route::Internal,
             };
-            builder = builder.rule(entry.pattern.clone(), route, entry.port, RuleOrigin::Config { index });
+            builder = builder.rule(
+                entry.pattern.clone(),
+                route,
+                entry.port,
+                RuleOrigin::Config { index },
+            );
         }
         if let Some(ranges) = &list.source_ip_range {
             builder = builder.source_ranges(ranges.iter().map(|r| r.0));
@@ -484,7 +517,10 @@ impl Config {
             (self.image.is_some(), "image"),
             (self.replicas.is_some(), "replicas"),
             (self.node_tolerations.is_some(), "nodeTolerations"),
-            (self.open_telemetry_metrics_collector_addr.is_some(), "openTelemetryMetricsCollectorAddr"),
+            (
+                self.open_telemetry_metrics_collector_addr.is_some(),
+                "openTelemetryMetricsCollectorAddr",
+            ),
         ] {
             if present {
                 warnings.push(format!("`{key}` has no meaning for lnm and is ignored"));
@@ -497,25 +533,39 @@ impl Config {
             ));
         }
         if self.parent_ip_addrs.as_ref().is_some_and(Vec::is_empty) {
-            return Err(("parentIpAddrs".into(), "the list is empty; remove it for a top level".into()));
+            return Err((
+                "parentIpAddrs".into(),
+                "the list is empty; remove it for a top level".into(),
+            ));
         }
         if self.allow_list.domains.is_empty() && !self.allow_list.enable_arc_domains {
-            warnings.push("the allowlist is empty: every connection and query will be denied".into());
+            warnings
+                .push("the allowlist is empty: every connection and query will be denied".into());
         }
-        if self.allow_list.source_ip_range.as_ref().is_some_and(Vec::is_empty) {
-            warnings.push("`allowList.sourceIpRange` is an empty list: no client is admitted".into());
+        if self
+            .allow_list
+            .source_ip_range
+            .as_ref()
+            .is_some_and(Vec::is_empty)
+        {
+            warnings
+                .push("`allowList.sourceIpRange` is an empty list: no client is admitted".into());
         }
         let listeners = self.effective_listeners();
         for (i, l) in listeners.iter().enumerate() {
             if listeners[..i].iter().any(|other| other.bind == l.bind) {
-                return Err((format!("listeners[{i}].bind"), format!("{} is listed twice", l.bind)));
+                return Err((
+                    format!("listeners[{i}].bind"),
+                    format!("{} is listed twice", l.bind),
+                ));
             }
         }
         for parent in self.parent_addrs() {
             for (i, l) in listeners.iter().enumerate() {
                 let parent_port = self.parent_port.unwrap_or(l.destination_port());
                 let same_ip = l.bind.ip() == parent
-                    || (l.bind.ip().is_unspecified() && (parent.is_loopback() || parent.is_unspecified()));
+                    || (l.bind.ip().is_unspecified()
+                        && (parent.is_loopback() || parent.is_unspecified()));
                 if same_ip && l.bind.port() == parent_port {
                     return Err((
                         "parentIpAddr".into(),
@@ -532,12 +582,16 @@ impl Config {
             if dns.answer_ipv4.is_empty() && dns.answer_ipv6.is_empty() {
                 return Err((
                     "dns.answerIpv4".into(),
-                    "the DNS server needs at least one address to answer with (this gateway's)".into(),
+                    "the DNS server needs at least one address to answer with (this gateway's)"
+                        .into(),
                 ));
             }
         }
         if self.timeouts.sniff.is_zero() || self.timeouts.connect.is_zero() {
-            return Err(("timeouts".into(), "sniff and connect timeouts must be positive".into()));
+            return Err((
+                "timeouts".into(),
+                "sniff and connect timeouts must be positive".into(),
+            ));
         }
         if self.limits.max_client_hello < 512 {
             return Err((
