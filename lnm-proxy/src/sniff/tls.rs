@@ -1,0 +1,248 @@
+//! TLS ClientHello sniffing: records are reassembled here, the hello is parsed by `tls-parser`.
+//!
+//! `tls-parser` parses one handshake message but does not reassemble records, and a
+//! post-quantum ClientHello (an ML-KEM key share is over 1 KB) spans several TCP segments and
+//! may be split over several records. [`TlsSniffer`] checks each record header as soon as it
+//! arrives (so plain text or a bogus length is rejected at once instead of being waited for),
+//! concatenates the handshake fragments, and parses the ClientHello once it is complete.
+
+use tls_parser::{TlsExtension, parse_tls_extension_alpn_content, parse_tls_extension_sni_content};
+
+use super::{Sniff, SniffError};
+
+/// The default cap on a ClientHello (all records, headers included).
+pub const DEFAULT_MAX_CLIENT_HELLO: usize = 64 * 1024;
+
+const CONTENT_HANDSHAKE: u8 = 22;
+const HANDSHAKE_CLIENT_HELLO: u8 = 1;
+const MAX_RECORD: usize = 1 << 14;
+const EXT_SERVER_NAME: u16 = 0;
+const EXT_ALPN: u16 = 16;
+const EXT_ECH: u16 = 0xfe0d;
+
+/// What lnm needs from a ClientHello.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct ClientHello {
+    /// The `host_name` of the SNI extension, raw (validated later by the policy).
+    pub server_name: Option<Vec<u8>>,
+    /// The ALPN protocols offered, for logs.
+    pub alpn: Vec<String>,
+    /// Whether an `encrypted_client_hello` extension is present (real or GREASE).
+    pub ech: bool,
+    /// How many records carried the hello.
+    pub records: u32,
+    /// Bytes of the hello on the wire, record headers included.
+    pub len: usize,
+}
+
+/// Incremental ClientHello sniffer (see the [module docs](super)).
+///
+/// ```
+/// use lnm_proxy::sniff::{Sniff, TlsSniffer};
+/// use lnm_proxy::sniff::SniffError;
+///
+/// // A record header is checked as soon as its bytes arrive.
+/// let mut sniffer = TlsSniffer::new(64 * 1024);
+/// assert_eq!(sniffer.feed(&[22, 3, 1]), Sniff::NeedMore);
+/// let mut sniffer = TlsSniffer::new(64 * 1024);
+/// assert_eq!(
+///     sniffer.feed(b"GET / HTTP/1.1\r\n"),
+///     Sniff::Invalid(SniffError::NotHandshake { content_type: b'G' })
+/// );
+/// ```
+#[derive(Debug, Clone)]
+pub struct TlsSniffer {
+    cap: usize,
+    /// Raw bytes consumed as complete records.
+    parsed: usize,
+    /// The handshake fragments so far.
+    handshake: Vec<u8>,
+    records: u32,
+}
+
+impl TlsSniffer {
+    /// A sniffer that gives up when the hello exceeds `cap` bytes.
+    pub fn new(cap: usize) -> Self {
+        TlsSniffer {
+            cap,
+            parsed: 0,
+            handshake: Vec::new(),
+            records: 0,
+        }
+    }
+
+    /// Feeds everything received so far (`buf` must extend the previous call's `buf`).
+    pub fn feed(&mut self, buf: &[u8]) -> Sniff<ClientHello> {
+        loop {
+            let rest = &buf[self.parsed.min(buf.len())..];
+            if rest.is_empty() {
+                return Sniff::NeedMore;
+            }
+            if let Err(e) = self.check_header_prefix(rest) {
+                return Sniff::Invalid(e);
+            }
+            if rest.len() < 5 {
+                return Sniff::NeedMore;
+            }
+            let len = usize::from(u16::from_be_bytes([rest[3], rest[4]]));
+            if len > MAX_RECORD {
+                return Sniff::Invalid(SniffError::RecordTooLong { len });
+            }
+            if len == 0 {
+                return Sniff::Invalid(SniffError::EmptyRecord);
+            }
+            let needed = self.parsed + 5 + len;
+            if needed > self.cap {
+                return Sniff::Invalid(SniffError::TooLarge {
+                    len: needed,
+                    cap: self.cap,
+                });
+            }
+            if rest.len() < 5 + len {
+                return Sniff::NeedMore;
+            }
+            self.handshake.extend_from_slice(&rest[5..5 + len]);
+            self.parsed = needed;
+            self.records += 1;
+            if self.handshake.len() < 4 {
+                continue;
+            }
+            if self.handshake[0] != HANDSHAKE_CLIENT_HELLO {
+                return Sniff::Invalid(SniffError::NotClientHello {
+                    msg_type: self.handshake[0],
+                });
+            }
+            let body_len = usize::from(self.handshake[1]) << 16
+                | usize::from(self.handshake[2]) << 8
+                | usize::from(self.handshake[3]);
+            // Every record adds a 5-byte header: the hello cannot be smaller than this.
+            let at_least = 4 + body_len + 5 * self.records as usize;
+            if at_least > self.cap {
+                return Sniff::Invalid(SniffError::TooLarge {
+                    len: at_least,
+                    cap: self.cap,
+                });
+            }
+            match self.handshake.len().cmp(&(4 + body_len)) {
+                std::cmp::Ordering::Less => continue,
+                std::cmp::Ordering::Greater => {
+                    return Sniff::Invalid(SniffError::TrailingData(
+                        "after the ClientHello message",
+                    ));
+                }
+                std::cmp::Ordering::Equal => {}
+            }
+            return match parse_client_hello(&self.handshake[4..]) {
+                Ok(mut hello) => {
+                    hello.records = self.records;
+                    hello.len = self.parsed;
+                    // The reassembly buffer is no longer needed: give its memory back now.
+                    self.handshake = Vec::new();
+                    Sniff::Done(hello)
+                }
+                Err(e) => Sniff::Invalid(e),
+            };
+        }
+    }
+
+    /// Rejects a bad record header from its first bytes, before waiting for the rest.
+    fn check_header_prefix(&self, rest: &[u8]) -> Result<(), SniffError> {
+        let content_type = rest[0];
+        if content_type != CONTENT_HANDSHAKE {
+            if self.parsed == 0 {
+                let sslv2 = content_type & 0x80 != 0 && rest.get(2).is_none_or(|&t| t == 1);
+                return Err(if sslv2 {
+                    SniffError::SslV2
+                } else {
+                    SniffError::NotHandshake { content_type }
+                });
+            }
+            return Err(SniffError::InterleavedRecord {
+                index: self.records,
+                content_type,
+            });
+        }
+        if let Some(&major) = rest.get(1) {
+            let minor = rest.get(2).copied().unwrap_or(0);
+            if major != 3 || minor > 4 {
+                return Err(SniffError::BadRecordVersion { major, minor });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses a complete ClientHello body (after the 4-byte handshake header).
+fn parse_client_hello(body: &[u8]) -> Result<ClientHello, SniffError> {
+    let (rest, contents) = tls_parser::parse_tls_handshake_client_hello(body)
+        .map_err(|_| SniffError::Malformed("ClientHello fields do not parse"))?;
+    if !rest.is_empty() {
+        return Err(SniffError::TrailingData("after the extensions"));
+    }
+    let mut hello = ClientHello::default();
+    let Some(mut exts) = contents.ext else {
+        return Ok(hello);
+    };
+    let mut seen: Vec<u16> = Vec::with_capacity(24);
+    while !exts.is_empty() {
+        if exts.len() < 4 {
+            return Err(SniffError::TrailingData("inside the extension list"));
+        }
+        let ext_type = u16::from_be_bytes([exts[0], exts[1]]);
+        let len = usize::from(u16::from_be_bytes([exts[2], exts[3]]));
+        let Some(data) = exts.get(4..4 + len) else {
+            return Err(SniffError::Malformed(
+                "extension runs past the end of the ClientHello",
+            ));
+        };
+        exts = &exts[4 + len..];
+        if seen.contains(&ext_type) {
+            return Err(SniffError::DuplicateExtension { ext_type });
+        }
+        seen.push(ext_type);
+        match ext_type {
+            EXT_SERVER_NAME => hello.server_name = Some(parse_sni(data)?),
+            EXT_ALPN => hello.alpn = parse_alpn(data)?,
+            EXT_ECH => hello.ech = true,
+            _ => {}
+        }
+    }
+    Ok(hello)
+}
+
+fn parse_sni(data: &[u8]) -> Result<Vec<u8>, SniffError> {
+    let Ok((rest, TlsExtension::SNI(names))) = parse_tls_extension_sni_content(data) else {
+        return Err(SniffError::Malformed("SNI extension does not parse"));
+    };
+    // tls-parser stops quietly at junk inside the list: require the entries to fill it exactly.
+    let listed: usize = names.iter().map(|(_, name)| 3 + name.len()).sum();
+    if !rest.is_empty() || data.len() < 2 || listed != data.len() - 2 {
+        return Err(SniffError::TrailingData("inside the SNI extension"));
+    }
+    let mut host_names = names.iter().filter(|(kind, _)| kind.0 == 0);
+    let first = host_names
+        .next()
+        .ok_or(SniffError::Malformed("SNI extension without a host_name"))?;
+    if host_names.next().is_some() {
+        return Err(SniffError::MultipleServerNames);
+    }
+    Ok(first.1.to_vec())
+}
+
+fn parse_alpn(data: &[u8]) -> Result<Vec<String>, SniffError> {
+    let Ok((rest, TlsExtension::ALPN(protocols))) = parse_tls_extension_alpn_content(data) else {
+        return Err(SniffError::Malformed("ALPN extension does not parse"));
+    };
+    let listed: usize = protocols.iter().map(|p| 1 + p.len()).sum();
+    if !rest.is_empty() || data.len() < 2 || listed != data.len() - 2 {
+        return Err(SniffError::TrailingData("inside the ALPN extension"));
+    }
+    Ok(protocols
+        .iter()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect())
+}
+
+#[cfg(test)]
+mod tests;
