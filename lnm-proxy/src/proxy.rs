@@ -1,0 +1,446 @@
+//! [`Proxy`]: one connection from accept to close — sniff, decide, forward the untouched bytes.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lnm_core::{ConnInfo, Hop, Name, Protocol, Stream, Target};
+use lnm_policy::config::ListenerProtocol;
+use lnm_policy::{AllowlistHandle, Decision, PolicyService, Reason, Request, Route};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tower::ServiceExt;
+
+use crate::ProxySettings;
+use crate::deny::{Alert, http_response};
+use crate::relay::{RelayEnd, relay};
+use crate::sniff::{HttpSniffer, Sniff, SniffError, TlsSniffer};
+
+/// The first read of a connection; the buffer grows only for hellos that need it.
+const FIRST_READ: usize = 2048;
+
+/// What happened to one connection: the fields of its log line.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ConnReport {
+    /// The client.
+    pub client: SocketAddr,
+    /// Where it arrived.
+    pub local: SocketAddr,
+    /// TLS, HTTP, or unknown when sniffing failed early.
+    pub protocol: Protocol,
+    /// The sniffed server name (lossy text, for logs), if any.
+    pub server_name: Option<String>,
+    /// The destination port.
+    pub port: u16,
+    /// The outcome.
+    pub outcome: Outcome,
+    /// The route, when allowed.
+    pub route: Option<Route>,
+    /// The rule that allowed it, as text.
+    pub rule: Option<String>,
+    /// Bytes client → upstream (the sniffed bytes included).
+    pub bytes_up: u64,
+    /// Bytes upstream → client.
+    pub bytes_down: u64,
+    /// From accept to close.
+    pub duration: Duration,
+}
+
+/// How a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// Allowed and relayed until both sides closed.
+    Closed,
+    /// Allowed, relayed, then closed for inactivity.
+    IdleTimeout,
+    /// Allowed, relayed, then a read or write failed.
+    RelayError(String),
+    /// Denied by the allowlist.
+    Denied(Reason),
+    /// The hello was invalid.
+    BadHello(SniffError),
+    /// No complete hello within the sniff timeout.
+    SniffTimeout,
+    /// Reading the hello failed.
+    ReadError(String),
+    /// Allowed, but the next hop could not be reached.
+    ConnectFailed(String),
+}
+
+impl Outcome {
+    /// Whether the connection was allowed (whatever happened next).
+    pub fn is_allowed(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Closed
+                | Outcome::IdleTimeout
+                | Outcome::RelayError(_)
+                | Outcome::ConnectFailed(_)
+        )
+    }
+
+    /// A stable snake_case label: the reason of a denial or the way it ended.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Closed => "closed",
+            Outcome::IdleTimeout => "idle_timeout",
+            Outcome::RelayError(_) => "relay_error",
+            Outcome::Denied(reason) => reason.as_str(),
+            Outcome::BadHello(e) => e.as_str(),
+            Outcome::SniffTimeout => "sniff_timeout",
+            Outcome::ReadError(_) => "read_error",
+            Outcome::ConnectFailed(_) => "connect_failed",
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Closed => f.write_str("closed"),
+            Outcome::IdleTimeout => f.write_str("closed after the idle timeout"),
+            Outcome::RelayError(e) => write!(f, "relay failed: {e}"),
+            Outcome::Denied(reason) => write!(f, "denied: {reason}"),
+            Outcome::BadHello(e) => write!(f, "invalid hello: {e}"),
+            Outcome::SniffTimeout => f.write_str("no complete hello within the sniff timeout"),
+            Outcome::ReadError(e) => write!(f, "reading the hello failed: {e}"),
+            Outcome::ConnectFailed(e) => write!(f, "next hop unreachable: {e}"),
+        }
+    }
+}
+
+/// The sniffing forward proxy of one listener: sniffs the server name, asks the allowlist,
+/// and forwards the untouched bytes through the hop of the decided route.
+///
+/// Cheap to share (`Arc`); one instance serves every connection of its listener.
+#[derive(Clone)]
+pub struct Proxy {
+    policy: PolicyService,
+    allowlist: AllowlistHandle,
+    external: Arc<dyn Hop>,
+    internal: Arc<dyn Hop>,
+    settings: ProxySettings,
+}
+
+impl fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Proxy")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The hello that was sniffed: which protocol, and the raw name.
+struct Sniffed {
+    protocol: Protocol,
+    server_name: Option<Vec<u8>>,
+}
+
+impl Proxy {
+    /// A proxy checking `allowlist`, forwarding external routes through `external` (a
+    /// [`Parent`](lnm_core::hop::Parent) or, at the top level, a [`Direct`](lnm_core::hop::Direct))
+    /// and internal routes through `internal`.
+    pub fn new(
+        allowlist: AllowlistHandle,
+        external: impl Hop,
+        internal: impl Hop,
+        settings: ProxySettings,
+    ) -> Self {
+        Proxy {
+            policy: PolicyService::new(allowlist.clone()),
+            allowlist,
+            external: Arc::new(external),
+            internal: Arc::new(internal),
+            settings,
+        }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &ProxySettings {
+        &self.settings
+    }
+
+    /// Handles one accepted connection to the end and returns its report (already logged).
+    pub async fn serve(&self, mut io: Stream, client: SocketAddr, local: SocketAddr) -> ConnReport {
+        let started = Instant::now();
+        let mut report = ConnReport {
+            client,
+            local,
+            protocol: Protocol::Unknown,
+            server_name: None,
+            port: self.settings.destination_port,
+            outcome: Outcome::Closed,
+            route: None,
+            rule: None,
+            bytes_up: 0,
+            bytes_down: 0,
+            duration: Duration::ZERO,
+        };
+        self.handle(&mut io, &mut report).await;
+        report.duration = started.elapsed();
+        log(&report);
+        report
+    }
+
+    async fn handle(&self, io: &mut Stream, report: &mut ConnReport) {
+        // Before reading anything: is this client allowed to use the gateway at all?
+        if !self.allowlist.source_allowed(report.client.ip()) {
+            report.outcome = Outcome::Denied(Reason::SourceNotAllowed);
+            self.refuse(
+                io,
+                report,
+                Alert::AccessDenied,
+                403,
+                "Forbidden",
+                "lnm: source address not allowed",
+            )
+            .await;
+            return;
+        }
+
+        let mut buf: Vec<u8> = Vec::with_capacity(FIRST_READ);
+        let sniffed =
+            match tokio::time::timeout(self.settings.sniff_timeout, self.sniff(io, &mut buf)).await
+            {
+                Err(_) => {
+                    report.outcome = Outcome::SniffTimeout;
+                    return;
+                }
+                Ok(Err(outcome)) => {
+                    report.protocol = guess_protocol(self.settings.protocol, &buf);
+                    let bad_hello = matches!(outcome, Outcome::BadHello(_));
+                    report.outcome = outcome;
+                    if bad_hello {
+                        self.refuse(
+                            io,
+                            report,
+                            Alert::DecodeError,
+                            400,
+                            "Bad Request",
+                            "lnm: malformed request",
+                        )
+                        .await;
+                    }
+                    return;
+                }
+                Ok(Ok(sniffed)) => sniffed,
+            };
+        report.protocol = sniffed.protocol;
+        report.server_name = sniffed
+            .server_name
+            .as_deref()
+            .map(|n| String::from_utf8_lossy(n).into_owned());
+
+        let request = Request::new(
+            sniffed.server_name.as_deref(),
+            report.client.ip(),
+            report.port,
+        );
+        let decision = match self.policy.clone().oneshot(request).await {
+            Ok(decision) => decision,
+            Err(never) => match never {},
+        };
+        let allowed = match decision {
+            Decision::Allow(allowed) => allowed,
+            Decision::Deny(reason) => {
+                report.outcome = Outcome::Denied(reason);
+                let alert = match reason {
+                    Reason::SourceNotAllowed | Reason::PortNotAllowed { .. } => Alert::AccessDenied,
+                    _ => Alert::UnrecognizedName,
+                };
+                let line = match (&report.server_name, reason) {
+                    (Some(name), Reason::NotAllowlisted | Reason::PortNotAllowed { .. }) => {
+                        format!("lnm: {name}:{} denied: {reason}", report.port)
+                    }
+                    _ => format!("lnm: denied: {reason}"),
+                };
+                self.refuse(io, report, alert, 403, "Forbidden", &line)
+                    .await;
+                return;
+            }
+        };
+        report.route = Some(allowed.route);
+        report.rule = Some(self.allowlist.load().rule(allowed.rule).to_string());
+
+        // Allowed names are valid names: this cannot fail, but never panic on a network path.
+        let Some(name) = sniffed
+            .server_name
+            .as_deref()
+            .and_then(|n| Name::from_ascii(n).ok())
+        else {
+            report.outcome = Outcome::Denied(Reason::NoServerName);
+            return;
+        };
+        let target = Target::new(name.clone(), report.port);
+        let info = ConnInfo::new(report.client, report.local)
+            .with_level(self.settings.level)
+            .with_sniffed(sniffed.protocol, Some(name));
+        let hop = match allowed.route {
+            Route::Internal => &self.internal,
+            _ => &self.external,
+        };
+        let connected =
+            tokio::time::timeout(self.settings.connect_timeout, hop.connect(&target, &info)).await;
+        let mut upstream = match connected {
+            Ok(Ok(upstream)) => upstream,
+            Ok(Err(e)) => {
+                report.outcome = Outcome::ConnectFailed(e.to_string());
+                let line = format!("lnm: {target} unreachable");
+                self.refuse(io, report, Alert::InternalError, 502, "Bad Gateway", &line)
+                    .await;
+                return;
+            }
+            Err(_) => {
+                report.outcome = Outcome::ConnectFailed(format!(
+                    "no connection within {:?}",
+                    self.settings.connect_timeout
+                ));
+                let line = format!("lnm: {target} unreachable");
+                self.refuse(
+                    io,
+                    report,
+                    Alert::InternalError,
+                    504,
+                    "Gateway Timeout",
+                    &line,
+                )
+                .await;
+                return;
+            }
+        };
+        if let Err(e) = upstream.write_all(&buf).await {
+            report.outcome = Outcome::RelayError(e.to_string());
+            return;
+        }
+        report.bytes_up = buf.len() as u64;
+        // The hello has been replayed: release its buffer before the long relay.
+        drop(buf);
+        let relayed = relay(io, &mut upstream, self.settings.idle_timeout).await;
+        report.bytes_up += relayed.up;
+        report.bytes_down = relayed.down;
+        report.outcome = match relayed.end {
+            RelayEnd::Closed => Outcome::Closed,
+            RelayEnd::Idle => Outcome::IdleTimeout,
+            RelayEnd::Error(e) => Outcome::RelayError(e.to_string()),
+        };
+    }
+
+    /// Reads until the sniffer of this listener's protocol is done.
+    async fn sniff<R: AsyncRead + Unpin>(
+        &self,
+        io: &mut R,
+        buf: &mut Vec<u8>,
+    ) -> Result<Sniffed, Outcome> {
+        let mut tls = TlsSniffer::new(self.settings.max_client_hello);
+        let mut http = HttpSniffer::new(self.settings.max_http_head);
+        let cap = self
+            .settings
+            .max_client_hello
+            .max(self.settings.max_http_head);
+        loop {
+            if buf.len() == buf.capacity() {
+                // Double, but never past the cap (plus one byte, so the sniffer sees the excess).
+                let room = cap.saturating_sub(buf.len()).max(1);
+                buf.reserve(buf.len().max(FIRST_READ).min(room));
+            }
+            let n = io
+                .read_buf(buf)
+                .await
+                .map_err(|e| Outcome::ReadError(e.to_string()))?;
+            if n == 0 {
+                return Err(Outcome::BadHello(SniffError::Truncated { len: buf.len() }));
+            }
+            let is_tls = match self.settings.protocol {
+                ListenerProtocol::Tls => true,
+                ListenerProtocol::Http => false,
+                ListenerProtocol::Auto => buf[0] == 22,
+            };
+            if is_tls {
+                match tls.feed(buf) {
+                    Sniff::NeedMore => {}
+                    Sniff::Done(hello) => {
+                        return Ok(Sniffed {
+                            protocol: Protocol::Tls,
+                            server_name: hello.server_name,
+                        });
+                    }
+                    Sniff::Invalid(e) => return Err(Outcome::BadHello(e)),
+                }
+            } else {
+                match http.feed(buf) {
+                    Sniff::NeedMore => {}
+                    Sniff::Done(head) => {
+                        return Ok(Sniffed {
+                            protocol: Protocol::Http,
+                            server_name: head.host,
+                        });
+                    }
+                    Sniff::Invalid(e) => return Err(Outcome::BadHello(e)),
+                }
+            }
+        }
+    }
+
+    /// Tells a refused client why, in its protocol, and closes.
+    async fn refuse(
+        &self,
+        io: &mut Stream,
+        report: &ConnReport,
+        alert: Alert,
+        status: u16,
+        phrase: &str,
+        line: &str,
+    ) {
+        let response = match report.protocol {
+            Protocol::Http => http_response(status, phrase, line),
+            Protocol::Tls => alert.record().to_vec(),
+            _ => match self.settings.protocol {
+                ListenerProtocol::Http => http_response(status, phrase, line),
+                _ => alert.record().to_vec(),
+            },
+        };
+        // Best effort, bounded: a client that does not read must not hold the task.
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            io.write_all(&response).await?;
+            io.shutdown().await
+        })
+        .await;
+    }
+}
+
+fn guess_protocol(listener: ListenerProtocol, buf: &[u8]) -> Protocol {
+    match listener {
+        ListenerProtocol::Tls => Protocol::Tls,
+        ListenerProtocol::Http => Protocol::Http,
+        ListenerProtocol::Auto => match buf.first() {
+            Some(22) => Protocol::Tls,
+            Some(b) if b.is_ascii_alphabetic() => Protocol::Http,
+            _ => Protocol::Unknown,
+        },
+    }
+}
+
+/// One log line per connection decision.
+fn log(r: &ConnReport) {
+    let name = r.server_name.as_deref().unwrap_or("-");
+    let route = r.route.map_or("-", Route::as_str);
+    let rule = r.rule.as_deref().unwrap_or("-");
+    let ms = r.duration.as_secs_f64() * 1000.0;
+    if r.outcome.is_allowed() {
+        tracing::info!(
+            client = %r.client, local = %r.local, protocol = %r.protocol, sni = name, port = r.port,
+            decision = "allow", reason = r.outcome.as_str(), route, rule,
+            bytes_up = r.bytes_up, bytes_down = r.bytes_down, duration_ms = ms,
+            "{}", r.outcome
+        );
+    } else {
+        tracing::info!(
+            client = %r.client, local = %r.local, protocol = %r.protocol, sni = name, port = r.port,
+            decision = "deny", reason = r.outcome.as_str(), route, rule,
+            bytes_up = r.bytes_up, bytes_down = r.bytes_down, duration_ms = ms,
+            "{}", r.outcome
+        );
+    }
+}

@@ -1,0 +1,92 @@
+//! Per-listener proxy settings, with the defaults of DESIGN §3.
+
+use std::time::Duration;
+
+use lnm_policy::config::{Config, ListenerConfig, ListenerProtocol};
+
+use crate::sniff::{DEFAULT_MAX_CLIENT_HELLO, MAX_HTTP_HEAD};
+
+/// How one proxy listener behaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProxySettings {
+    /// The Purdue level of this gateway (for logs and [`ConnInfo`](lnm_core::ConnInfo)).
+    pub level: u8,
+    /// How the server name is learnt.
+    pub protocol: ListenerProtocol,
+    /// The destination port of allowed connections (and the port the policy checks).
+    pub destination_port: u16,
+    /// Until the hello is complete.
+    pub sniff_timeout: Duration,
+    /// To open the next hop.
+    pub connect_timeout: Duration,
+    /// Without bytes in either direction.
+    pub idle_timeout: Duration,
+    /// The largest ClientHello buffered.
+    pub max_client_hello: usize,
+    /// The largest HTTP request head buffered.
+    pub max_http_head: usize,
+}
+
+impl ProxySettings {
+    /// Settings for a listener forwarding to `destination_port`, with the default timeouts and
+    /// caps (sniff 10 s, connect 5 s, idle 1 h, ClientHello 64 KiB, HTTP head 16 KiB).
+    pub fn new(protocol: ListenerProtocol, destination_port: u16) -> Self {
+        ProxySettings {
+            level: 0,
+            protocol,
+            destination_port,
+            sniff_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(3600),
+            max_client_hello: DEFAULT_MAX_CLIENT_HELLO,
+            max_http_head: MAX_HTTP_HEAD,
+        }
+    }
+
+    /// The settings of `listener` in `config`.
+    pub fn from_config(config: &Config, listener: &ListenerConfig) -> Self {
+        ProxySettings {
+            level: config
+                .level
+                .unwrap_or(if config.is_top_level() { 4 } else { 0 }),
+            protocol: listener.protocol,
+            destination_port: listener.destination_port(),
+            sniff_timeout: config.timeouts.sniff,
+            connect_timeout: config.timeouts.connect,
+            idle_timeout: config.timeouts.idle,
+            max_client_hello: config.limits.max_client_hello,
+            max_http_head: MAX_HTTP_HEAD,
+        }
+    }
+
+    /// Sets the level.
+    pub fn level(mut self, level: u8) -> Self {
+        self.level = level;
+        self
+    }
+
+    /// Sets the sniff timeout.
+    pub fn sniff_timeout(mut self, timeout: Duration) -> Self {
+        self.sniff_timeout = timeout;
+        self
+    }
+
+    /// Sets the connect timeout.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the idle timeout.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Sets the ClientHello cap.
+    pub fn max_client_hello(mut self, cap: usize) -> Self {
+        self.max_client_hello = cap;
+        self
+    }
+}
