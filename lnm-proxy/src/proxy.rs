@@ -432,14 +432,14 @@ fn log(r: &ConnReport) {
         tracing::info!(
             client = %r.client, local = %r.local, protocol = %r.protocol, sni = name, port = r.port,
             decision = "allow", reason = r.outcome.as_str(), route, rule,
-            bytes_up = r.bytes_up, bytes_down = r.bytes_down, duration_ms = ms,
+            bytes_up = r.bytes_up, bytes_down = r.bytes_down, duration_ms = %format_args!("{ms:.3}"),
             "{}", r.outcome
         );
     } else {
         tracing::info!(
             client = %r.client, local = %r.local, protocol = %r.protocol, sni = name, port = r.port,
             decision = "deny", reason = r.outcome.as_str(), route, rule,
-            bytes_up = r.bytes_up, bytes_down = r.bytes_down, duration_ms = ms,
+            bytes_up = r.bytes_up, bytes_down = r.bytes_down, duration_ms = %format_args!("{ms:.3}"),
             "{}", r.outcome
         );
     }

@@ -1,4 +1,315 @@
-//! End-to-end test suites of lnm. Each file in `tests/` is one integration binary per area:
+//! End-to-end test suites of lnm, and the helpers they share. Each file in `tests/` is one
+//! integration binary per area:
 //!
-//! - `policy_hops.rs`: the shipped configurations, and the allowlist composed with hops as tower
-//!   services over an in-process network.
+//! - `policy_hops.rs`: the shipped configurations, and the allowlist composed with hops as
+//!   tower services over an in-process network;
+//! - `proxy_chain.rs`: a 3-level chain on loopback (client → L3 → L4 → rustls origin) and the
+//!   same chain in-process over `Memory` hops: allowed and denied names, HTTP, east-west;
+//! - `interop.rs`: curl and `openssl s_client` through the chain.
+//!
+//! The helpers here build a test PKI (rcgen), TLS and HTTP origins that report what they saw,
+//! proxy levels, and clients.
+
+#![allow(missing_docs, clippy::missing_panics_doc)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Once};
+
+use lnm_core::Hop;
+use lnm_core::hop::{Internal, MemoryNetwork};
+use lnm_policy::AllowlistHandle;
+use lnm_policy::config::ListenerProtocol;
+use lnm_proxy::{ConnLimits, Proxy, ProxyServer, ProxySettings};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Logs to the test output once per binary (`RUST_LOG` picks the level; default `info`).
+pub fn init_logging() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// A test CA and one server certificate for a set of names (wildcards allowed).
+pub struct Pki {
+    pub ca_pem: String,
+    pub server: Arc<rustls::ServerConfig>,
+    pub client: Arc<rustls::ClientConfig>,
+}
+
+impl Pki {
+    pub fn new(names: &[&str]) -> Pki {
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "lnm test CA");
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&leaf_key, &ca, &ca_key)
+            .unwrap();
+
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+        let chain: Vec<CertificateDer<'static>> = vec![leaf.der().clone(), ca.der().clone()];
+        let server = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.der().clone()).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Pki {
+            ca_pem: ca.pem(),
+            server: Arc::new(server),
+            client: Arc::new(client),
+        }
+    }
+
+    /// A client config that sends no SNI at all.
+    pub fn client_without_sni(&self) -> Arc<rustls::ClientConfig> {
+        let mut config = (*self.client).clone();
+        config.enable_sni = false;
+        Arc::new(config)
+    }
+}
+
+/// Reads an HTTP/1.x request head (up to the blank line) and returns it as text.
+async fn read_head<S: AsyncRead + Unpin>(s: &mut S) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 16384 {
+        match s.read(&mut byte).await {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+fn respond(body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+async fn serve_tls_origin<S>(tls: tokio_rustls::server::TlsStream<S>, label: &'static str)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut tls = tls;
+    let sni = tls.get_ref().1.server_name().unwrap_or("-").to_owned();
+    let head = read_head(&mut tls).await;
+    let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+    let body = if let Some(size) = path.strip_prefix("/bytes/") {
+        "x".repeat(size.parse().unwrap_or(0))
+    } else {
+        format!("{label} sni={sni} path={path}")
+    };
+    let _ = tls.write_all(&respond(&body)).await;
+    let _ = tls.shutdown().await;
+}
+
+/// A TLS origin on loopback answering every request with `"{label} sni={sni} path={path}"`
+/// (or `n` bytes of `x` for `/bytes/n`).
+pub async fn tls_origin(pki: &Pki, label: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(pki.server.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                if let Ok(tls) = acceptor.accept(tcp).await {
+                    serve_tls_origin(tls, label).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// The same TLS origin, bound on an in-memory network.
+pub fn tls_origin_in_memory(pki: &Pki, net: &MemoryNetwork, addr: &str, label: &'static str) {
+    let mut listener = net.bind(addr).unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(pki.server.clone());
+    tokio::spawn(async move {
+        while let Some((pipe, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                if let Ok(tls) = acceptor.accept(pipe).await {
+                    serve_tls_origin(tls, label).await;
+                }
+            });
+        }
+    });
+}
+
+/// A plain HTTP origin answering `"http-origin host={Host}"`.
+pub async fn http_origin() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut tcp, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let head = read_head(&mut tcp).await;
+                let host = head
+                    .lines()
+                    .find_map(|l| {
+                        l.strip_prefix("Host: ")
+                            .or_else(|| l.strip_prefix("host: "))
+                    })
+                    .unwrap_or("-")
+                    .to_owned();
+                let _ = tcp
+                    .write_all(&respond(&format!("http-origin host={host}")))
+                    .await;
+                let _ = tcp.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// One proxy listener of one level, serving on loopback.
+pub struct Level {
+    pub addr: SocketAddr,
+    pub server: ProxyServer,
+}
+
+/// Starts a proxy listener on an ephemeral loopback port.
+pub async fn level(
+    allowlist: AllowlistHandle,
+    external: impl Hop,
+    internal: impl Hop,
+    settings: ProxySettings,
+) -> Level {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = ProxyServer::new(
+        Proxy::new(allowlist, external, internal, settings),
+        ConnLimits::default(),
+    );
+    let serving = server.clone();
+    tokio::spawn(async move { serving.serve(listener).await });
+    Level { addr, server }
+}
+
+/// TLS settings forwarding to `port`.
+pub fn tls_settings(port: u16) -> ProxySettings {
+    ProxySettings::new(ListenerProtocol::Tls, port)
+}
+
+/// An [`Internal`] hop with no entries.
+pub fn no_internal() -> Internal {
+    Internal::new()
+}
+
+/// Connects to `addr` with SNI `name`, sends `GET path` and returns the response body, or the
+/// TLS/IO error as text (e.g. `received fatal alert: UnrecognizedName`).
+pub async fn https_get(
+    addr: SocketAddr,
+    name: &str,
+    path: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<String, String> {
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    https_get_over(tcp, name, path, config).await
+}
+
+/// Like [`https_get`] over an already connected stream.
+pub async fn https_get_over<S>(
+    io: S,
+    name: &str,
+    path: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<String, String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let server_name = ServerName::try_from(name.to_owned()).map_err(|e| e.to_string())?;
+    let mut tls = connector
+        .connect(server_name, io)
+        .await
+        .map_err(|e| e.to_string())?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n");
+    tls.write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut response = Vec::new();
+    // Origins close without close_notify sometimes; what was read is what counts.
+    let _ = tls.read_to_end(&mut response).await;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    Ok(text
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or(text))
+}
+
+/// Sends raw bytes and returns the first bytes the other side answers (empty on close).
+pub async fn first_reaction(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(bytes).await.unwrap();
+    let mut out = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), tcp.read(&mut out))
+        .await
+        .expect("the proxy answered within 10 s")
+        .unwrap_or(0);
+    out.truncate(n);
+    out
+}
+
+/// A minimal TLS 1.2/1.3 ClientHello record with the given raw SNI host name (or none).
+pub fn client_hello(sni: Option<&[u8]>) -> Vec<u8> {
+    let mut extensions = Vec::new();
+    if let Some(name) = sni {
+        let mut list = vec![0u8];
+        list.extend_from_slice(&(name.len() as u16).to_be_bytes());
+        list.extend_from_slice(name);
+        let mut data = (list.len() as u16).to_be_bytes().to_vec();
+        data.extend_from_slice(&list);
+        extensions.extend_from_slice(&[0, 0]);
+        extensions.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        extensions.extend_from_slice(&data);
+    }
+    let mut body = vec![3, 3];
+    body.extend_from_slice(&[7; 32]);
+    body.push(0);
+    body.extend_from_slice(&[0, 2, 0x13, 0x01, 1, 0]);
+    body.extend_from_slice(&(extensions.len() as u16).to_be_bytes());
+    body.extend_from_slice(&extensions);
+    let mut msg = vec![1, 0, (body.len() >> 8) as u8, body.len() as u8];
+    msg.extend_from_slice(&body);
+    let mut record = vec![22, 3, 1, (msg.len() >> 8) as u8, msg.len() as u8];
+    record.extend_from_slice(&msg);
+    record
+}
