@@ -24,6 +24,16 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Serve
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// A resolver that answers 127.0.0.1 for every name: "the internet" is this host.
+pub struct Loopback;
+
+#[async_trait::async_trait]
+impl lnm_core::Resolve for Loopback {
+    async fn resolve(&self, _name: &lnm_core::Name) -> Result<Vec<std::net::IpAddr>, lnm_core::Error> {
+        Ok(vec![std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)])
+    }
+}
+
 /// Logs to the test output once per binary (`RUST_LOG` picks the level; default `info`).
 pub fn init_logging() {
     static ONCE: Once = Once::new();

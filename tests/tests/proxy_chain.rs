@@ -5,25 +5,13 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use lnm_core::hop::{Direct, Internal, Memory, MemoryNetwork, Parent};
-use lnm_core::{Error, Name, Resolve};
 use lnm_policy::config::ListenerProtocol;
 use lnm_policy::{Allowlist, AllowlistHandle};
 use lnm_proxy::{Alert, ConnLimits, Proxy, ProxyServer, ProxySettings};
 use lnm_tests::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// A resolver that answers 127.0.0.1 for every name: "the internet" is this host.
-struct Loopback;
-
-#[async_trait]
-impl Resolve for Loopback {
-    async fn resolve(&self, _name: &Name) -> Result<Vec<IpAddr>, Error> {
-        Ok(vec![IpAddr::V4(Ipv4Addr::LOCALHOST)])
-    }
-}
 
 const CERT_NAMES: &[&str] = &[
     "management.azure.com",

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs the real clients the interoperability tests drive (curl, openssl s_client).
+# Idempotent; needs root (CI is root) only when something is missing.
+set -euo pipefail
+missing=()
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+curl --version | head -1
+openssl version
