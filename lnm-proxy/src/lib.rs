@@ -21,6 +21,7 @@
 //! - `deny.rs`: TLS alerts and HTTP error responses
 //! - `server.rs`: [`ProxyServer`], [`ConnLimits`]
 //! - `settings.rs`: [`ProxySettings`]
+//! - `gateway.rs`: [`Gateway`], the listeners of one level from its configuration
 //!
 //! # Example
 //! A level-3 proxy on loopback that forwards allowlisted TLS connections to its parent:
@@ -41,6 +42,7 @@
 //! ```
 
 mod deny;
+mod gateway;
 mod proxy;
 mod relay;
 mod server;
@@ -48,6 +50,7 @@ mod settings;
 pub mod sniff;
 
 pub use deny::Alert;
+pub use gateway::Gateway;
 pub use proxy::{ConnReport, Outcome, Proxy};
 pub use server::{ConnLimits, ProxyServer};
 pub use settings::ProxySettings;

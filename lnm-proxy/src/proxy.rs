@@ -157,6 +157,17 @@ impl Proxy {
         }
     }
 
+    /// Like [`Proxy::new`] with hops that are already shared (one pair for every listener of a
+    /// gateway).
+    pub fn with_shared_hops(
+        allowlist: AllowlistHandle,
+        external: Arc<dyn Hop>,
+        internal: Arc<dyn Hop>,
+        settings: ProxySettings,
+    ) -> Self {
+        Proxy { policy: PolicyService::new(allowlist.clone()), allowlist, external, internal, settings }
+    }
+
     /// The settings.
     pub fn settings(&self) -> &ProxySettings {
         &self.settings
