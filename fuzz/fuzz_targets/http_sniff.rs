@@ -1,0 +1,25 @@
+//! Fuzzes the HTTP request-head sniffer, whole and split; both must agree and neither may panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use lnm_proxy::sniff::{HttpSniffer, Sniff};
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&step, input)) = data.split_first() else { return };
+    let whole = HttpSniffer::new(16 * 1024).feed(input);
+    let step = usize::from(step.max(1));
+    let mut sniffer = HttpSniffer::new(16 * 1024);
+    let mut outcome = Sniff::NeedMore;
+    let mut end = 0;
+    while end < input.len() {
+        end = (end + step).min(input.len());
+        outcome = sniffer.feed(&input[..end]);
+        if outcome != Sniff::NeedMore {
+            break;
+        }
+    }
+    if input.is_empty() {
+        return;
+    }
+    assert_eq!(outcome, whole, "split feeding disagrees with whole feeding");
+});
