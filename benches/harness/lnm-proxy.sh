@@ -20,6 +20,9 @@ config="$workdir/lnm-l$level.yaml"
   echo "parentIpAddr: ${parent%:*}"
   echo "parentPort: ${parent##*:}"
   echo "logLevel: ${LNM_LOG:-info}"
+  # The harness holds up to 9000 connections from one client address; the peers run with
+  # raised connection limits too.
+  echo "limits: {maxConnections: 20000, maxConnectionsPerSource: 20000}"
   echo "listeners:"
   echo "  - {bind: \"$listen\", protocol: tls}"
   echo "allowList:"

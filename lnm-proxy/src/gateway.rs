@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use lnm_core::hop::{Direct, Internal, Parent};
 use lnm_core::{Hop, OwnAddrs, StaticHosts, SystemResolver, UpstreamResolver};
-use lnm_policy::config::{Config, ResolverUpstream};
 use lnm_policy::AllowlistHandle;
+use lnm_policy::config::{Config, ResolverUpstream};
 use tokio::net::TcpListener;
 
 use crate::{ConnLimits, Proxy, ProxyServer, ProxySettings};
@@ -50,14 +50,22 @@ impl Gateway {
         let mut servers = Vec::new();
         for (listener, tcp, addr) in bound {
             let settings = ProxySettings::from_config(config, &listener);
-            let proxy = Proxy::with_shared_hops(allowlist.clone(), external.clone(), internal.clone(), settings);
+            let proxy = Proxy::with_shared_hops(
+                allowlist.clone(),
+                external.clone(),
+                internal.clone(),
+                settings,
+            );
             let server = ProxyServer::new(proxy, limits);
             let serving = server.clone();
             tokio::spawn(async move { serving.serve(tcp).await });
             tracing::info!(%addr, protocol = ?listener.protocol, destination_port = listener.destination_port(), "proxy listening");
             servers.push((addr, server));
         }
-        Ok(Gateway { servers, drain: config.timeouts.shutdown_drain })
+        Ok(Gateway {
+            servers,
+            drain: config.timeouts.shutdown_drain,
+        })
     }
 
     /// The bound listener addresses.
@@ -82,14 +90,29 @@ fn external_hop(config: &Config, own: &OwnAddrs) -> Arc<dyn Hop> {
     if !parents.is_empty() {
         let port = config.parent_port.unwrap_or(0);
         let addrs = parents.into_iter().map(|ip| SocketAddr::new(ip, port));
-        return Arc::new(Parent::new(addrs).connect_timeout(config.timeouts.connect).own_addrs(own.clone()));
+        return Arc::new(
+            Parent::new(addrs)
+                .connect_timeout(config.timeouts.connect)
+                .own_addrs(own.clone()),
+        );
     }
-    let hosts: StaticHosts = config.resolver.hosts.iter().map(|(n, ip)| (n.clone(), *ip)).collect();
+    let hosts: StaticHosts = config
+        .resolver
+        .hosts
+        .iter()
+        .map(|(n, ip)| (n.clone(), *ip))
+        .collect();
     let hosts = match &config.resolver.upstream {
         ResolverUpstream::System => hosts.with_fallback(SystemResolver),
-        ResolverUpstream::Servers(servers) => hosts.with_fallback(UpstreamResolver::new(servers.clone())),
+        ResolverUpstream::Servers(servers) => {
+            hosts.with_fallback(UpstreamResolver::new(servers.clone()))
+        }
     };
-    Arc::new(Direct::with_resolver(hosts).connect_timeout(config.timeouts.connect).own_addrs(own.clone()))
+    Arc::new(
+        Direct::with_resolver(hosts)
+            .connect_timeout(config.timeouts.connect)
+            .own_addrs(own.clone()),
+    )
 }
 
 fn internal_hop(config: &Config) -> Internal {

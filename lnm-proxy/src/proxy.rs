@@ -165,7 +165,13 @@ impl Proxy {
         internal: Arc<dyn Hop>,
         settings: ProxySettings,
     ) -> Self {
-        Proxy { policy: PolicyService::new(allowlist.clone()), allowlist, external, internal, settings }
+        Proxy {
+            policy: PolicyService::new(allowlist.clone()),
+            allowlist,
+            external,
+            internal,
+            settings,
+        }
     }
 
     /// The settings.
@@ -412,10 +418,21 @@ impl Proxy {
                 _ => alert.record().to_vec(),
             },
         };
-        // Best effort, bounded: a client that does not read must not hold the task.
+        // Best effort, bounded: a client that does not read must not hold the task. After the
+        // FIN, read what the client still sends (briefly) so that closing with unread bytes
+        // does not turn into a RST that could destroy the alert before the client reads it.
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
             io.write_all(&response).await?;
-            io.shutdown().await
+            io.shutdown().await?;
+            let mut sink = [0u8; 1024];
+            let mut budget: usize = 64 * 1024;
+            while budget > 0 {
+                match io.read(&mut sink).await? {
+                    0 => break,
+                    n => budget = budget.saturating_sub(n),
+                }
+            }
+            Ok::<(), std::io::Error>(())
         })
         .await;
     }

@@ -29,7 +29,10 @@ pub struct Loopback;
 
 #[async_trait::async_trait]
 impl lnm_core::Resolve for Loopback {
-    async fn resolve(&self, _name: &lnm_core::Name) -> Result<Vec<std::net::IpAddr>, lnm_core::Error> {
+    async fn resolve(
+        &self,
+        _name: &lnm_core::Name,
+    ) -> Result<Vec<std::net::IpAddr>, lnm_core::Error> {
         Ok(vec![std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)])
     }
 }

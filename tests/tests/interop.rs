@@ -30,16 +30,44 @@ struct Setup {
 
 async fn setup(tag: &str) -> Setup {
     init_logging();
-    let pki = Pki::new(&["management.azure.com", "*.blob.core.windows.net", "evil.example.com"]);
+    let pki = Pki::new(&[
+        "management.azure.com",
+        "*.blob.core.windows.net",
+        "evil.example.com",
+    ]);
     let ca = std::env::temp_dir().join(format!("lnm-interop-{tag}-{}.pem", std::process::id()));
     std::fs::write(&ca, &pki.ca_pem).unwrap();
     let origin = tls_origin(&pki, "origin").await;
-    let l4 = level(allowlist(), Direct::with_resolver(Loopback), no_internal(), tls_settings(origin.port()).level(4)).await;
-    let tls = level(allowlist(), Parent::new([l4.addr]), no_internal(), tls_settings(origin.port()).level(3)).await;
+    let l4 = level(
+        allowlist(),
+        Direct::with_resolver(Loopback),
+        no_internal(),
+        tls_settings(origin.port()).level(4),
+    )
+    .await;
+    let tls = level(
+        allowlist(),
+        Parent::new([l4.addr]),
+        no_internal(),
+        tls_settings(origin.port()).level(3),
+    )
+    .await;
     let web = http_origin().await;
     let http_settings = |p| ProxySettings::new(ListenerProtocol::Http, p);
-    let h4 = level(allowlist(), Direct::with_resolver(Loopback), no_internal(), http_settings(web.port())).await;
-    let http = level(allowlist(), Parent::new([h4.addr]), no_internal(), http_settings(web.port())).await;
+    let h4 = level(
+        allowlist(),
+        Direct::with_resolver(Loopback),
+        no_internal(),
+        http_settings(web.port()),
+    )
+    .await;
+    let http = level(
+        allowlist(),
+        Parent::new([h4.addr]),
+        no_internal(),
+        http_settings(web.port()),
+    )
+    .await;
     Setup { ca, tls, http }
 }
 
@@ -82,19 +110,40 @@ async fn curl_through_the_chain() {
     assert!(err.to_lowercase().contains("unrecognized name"), "{err}");
 
     let hport = s.http.addr.port();
-    let http = |name: &str| vec!["--resolve".to_string(), format!("{name}:{hport}:127.0.0.1"), format!("http://{name}:{hport}/")];
+    let http = |name: &str| {
+        vec![
+            "--resolve".to_string(),
+            format!("{name}:{hport}:127.0.0.1"),
+            format!("http://{name}:{hport}/"),
+        ]
+    };
     let (ok, out, err) = curl(&http("management.azure.com")).await;
     assert!(ok, "{err}");
-    assert_eq!(out, format!("http-origin host=management.azure.com:{hport}"));
+    assert_eq!(
+        out,
+        format!("http-origin host=management.azure.com:{hport}")
+    );
     let mut denied = http("evil.example.com");
-    denied.extend(["-o".to_string(), "/dev/null".to_string(), "-w".to_string(), "%{http_code}".to_string()]);
+    denied.extend([
+        "-o".to_string(),
+        "/dev/null".to_string(),
+        "-w".to_string(),
+        "%{http_code}".to_string(),
+    ]);
     let (_, code, _) = curl(&denied).await;
     assert_eq!(code, "403");
 }
 
 async fn s_client(port: u16, name: &str, ca: &PathBuf, request: &str) -> (String, String) {
     let mut child = Command::new("openssl")
-        .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), "-servername", name, "-CAfile"])
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-servername",
+            name,
+            "-CAfile",
+        ])
         .arg(ca)
         .args(["-verify_return_error", "-quiet"])
         .stdin(Stdio::piped())
@@ -109,7 +158,10 @@ async fn s_client(port: u16, name: &str, ca: &PathBuf, request: &str) -> (String
         .expect("s_client finished")
         .unwrap();
     drop(stdin);
-    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[tokio::test]
@@ -118,7 +170,10 @@ async fn openssl_s_client_through_the_chain() {
     let port = s.tls.addr.port();
     let request = "GET /ossl HTTP/1.1\r\nHost: management.azure.com\r\nConnection: close\r\n\r\n";
     let (out, err) = s_client(port, "management.azure.com", &s.ca, request).await;
-    assert!(out.ends_with("origin sni=management.azure.com path=/ossl"), "stdout: {out}\nstderr: {err}");
+    assert!(
+        out.ends_with("origin sni=management.azure.com path=/ossl"),
+        "stdout: {out}\nstderr: {err}"
+    );
 
     let (out, err) = s_client(port, "evil.example.com", &s.ca, request).await;
     assert!(out.is_empty(), "{out}");
