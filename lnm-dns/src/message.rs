@@ -1,0 +1,353 @@
+//! lnm-dns's own request and response types, so the wire-format crate (`domain`) stays behind
+//! this module and could be swapped without touching the resolver.
+
+use std::fmt;
+
+use bytes::Bytes;
+use domain::base::iana::{Class, Opcode, Rcode};
+use domain::base::{Message, MessageBuilder, Rtype};
+
+/// The EDNS UDP payload size lnm advertises (the DNS flag day 2020 recommendation).
+pub const EDNS_UDP_SIZE: u16 = 1232;
+/// The largest answer over UDP without EDNS.
+pub const PLAIN_UDP_SIZE: usize = 512;
+
+/// A parsed DNS query: one question, with what lnm needs from it.
+#[derive(Clone)]
+pub struct Query {
+    msg: Message<Bytes>,
+    qname: String,
+    qtype: Rtype,
+    qclass: Class,
+    edns: Option<u16>,
+}
+
+impl fmt::Debug for Query {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Query")
+            .field("id", &self.id())
+            .field("qname", &self.qname)
+            .field("qtype", &self.qtype)
+            .field("qclass", &self.qclass)
+            .field("edns", &self.edns)
+            .finish()
+    }
+}
+
+/// Why a packet is not a query lnm can answer normally.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejected {
+    /// Not worth an answer: shorter than a header, or a response (never answer a response:
+    /// that is how reflection loops start).
+    Drop,
+    /// Answer with this error (the bytes of the answer are ready).
+    Reply(Response),
+}
+
+/// A DNS answer on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response(pub Bytes);
+
+impl Response {
+    /// The wire bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The response code, if the bytes hold a header.
+    pub fn rcode(&self) -> Option<Rcode> {
+        Message::from_octets(self.0.as_ref())
+            .ok()
+            .map(|m| m.header().rcode())
+    }
+
+    /// Whether the TC bit is set.
+    pub fn is_truncated(&self) -> bool {
+        Message::from_octets(self.0.as_ref()).is_ok_and(|m| m.header().tc())
+    }
+}
+
+impl Query {
+    /// Parses a query; anything that is not exactly one question of a standard QUERY is
+    /// rejected with FORMERR/NOTIMP (or dropped when it has no header or is a response).
+    pub fn parse(bytes: Bytes) -> Result<Query, Rejected> {
+        let msg = Message::from_octets(bytes).map_err(|_| Rejected::Drop)?;
+        let header = msg.header();
+        if header.qr() {
+            return Err(Rejected::Drop);
+        }
+        if header.opcode() != Opcode::QUERY {
+            return Err(Rejected::Reply(error(&msg, Rcode::NOTIMP)));
+        }
+        if msg.header_counts().qdcount() != 1 {
+            return Err(Rejected::Reply(error(&msg, Rcode::FORMERR)));
+        }
+        let question = msg
+            .sole_question()
+            .map_err(|_| Rejected::Reply(error(&msg, Rcode::FORMERR)))?;
+        let edns = match msg.opt() {
+            Some(opt) if opt.version() > 0 => {
+                // RFC 6891: answer an unknown EDNS version with BADVERS (extended rcode).
+                return Err(Rejected::Reply(badvers(&msg)));
+            }
+            Some(opt) => Some(opt.udp_payload_size().max(PLAIN_UDP_SIZE as u16)),
+            None => None,
+        };
+        let mut qname = question.qname().to_string();
+        if qname.ends_with('.') && qname.len() > 1 {
+            qname.pop();
+        }
+        Ok(Query {
+            qname,
+            qtype: question.qtype(),
+            qclass: question.qclass(),
+            edns,
+            msg,
+        })
+    }
+
+    /// The query ID.
+    pub fn id(&self) -> u16 {
+        self.msg.header().id()
+    }
+
+    /// The question name as text (presentation format, no trailing dot).
+    pub fn qname(&self) -> &str {
+        &self.qname
+    }
+
+    /// The question type.
+    pub fn qtype(&self) -> Rtype {
+        self.qtype
+    }
+
+    /// The question class.
+    pub fn qclass(&self) -> Class {
+        self.qclass
+    }
+
+    /// The EDNS UDP payload size the client advertised, if it sent EDNS.
+    pub fn edns_udp_size(&self) -> Option<u16> {
+        self.edns
+    }
+
+    /// The largest answer this client can take over UDP.
+    pub fn udp_limit(&self) -> usize {
+        self.edns
+            .map_or(PLAIN_UDP_SIZE, |size| usize::from(size.min(4096)))
+    }
+
+    /// The query as it arrived.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.msg.as_slice()
+    }
+
+    /// An answer with `rcode` and the given address records (A for IPv4, AAAA for IPv6).
+    pub fn answer(&self, rcode: Rcode, ttl: u32, addrs: &[std::net::IpAddr]) -> Response {
+        let build = || -> Result<Vec<u8>, domain::base::message_builder::PushError> {
+            let mut answer = MessageBuilder::new_vec().start_answer(&self.msg, rcode)?;
+            answer.header_mut().set_aa(true);
+            answer.header_mut().set_ra(true);
+            let qname = self
+                .msg
+                .sole_question()
+                .map_err(|_| domain::base::message_builder::PushError::ShortBuf)?
+                .into_qname();
+            for addr in addrs {
+                match addr {
+                    std::net::IpAddr::V4(v4) => {
+                        answer.push((&qname, Class::IN, ttl, domain::rdata::A::new(*v4)))?
+                    }
+                    std::net::IpAddr::V6(v6) => {
+                        answer.push((&qname, Class::IN, ttl, domain::rdata::Aaaa::new(*v6)))?
+                    }
+                }
+            }
+            let mut additional = answer.additional();
+            if self.edns.is_some() {
+                additional.opt(|opt| {
+                    opt.set_udp_payload_size(EDNS_UDP_SIZE);
+                    Ok(())
+                })?;
+            }
+            Ok(additional.finish())
+        };
+        match build() {
+            Ok(bytes) => Response(Bytes::from(bytes)),
+            Err(_) => error(&self.msg, Rcode::SERVFAIL),
+        }
+    }
+
+    /// An empty answer with `rcode` (REFUSED, SERVFAIL, or NOERROR without records).
+    pub fn empty(&self, rcode: Rcode) -> Response {
+        self.answer(rcode, 0, &[])
+    }
+
+    /// `response` made to fit this client's UDP limit: unchanged when it fits, else the
+    /// header and question only, with TC set, so the client retries over TCP.
+    pub fn fit_udp(&self, response: Response) -> Response {
+        if response.0.len() <= self.udp_limit() {
+            return response;
+        }
+        let rcode = response.rcode().unwrap_or(Rcode::SERVFAIL);
+        let mut truncated = self.empty(rcode).0.to_vec();
+        // Byte 2 bit 1 is TC.
+        if let Some(flags) = truncated.get_mut(2) {
+            *flags |= 0x02;
+        }
+        Response(Bytes::from(truncated))
+    }
+
+    /// `upstream_answer` with this query's ID (the forwarder asks upstream with its own IDs).
+    pub fn with_own_id(&self, upstream_answer: &[u8]) -> Response {
+        let mut bytes = upstream_answer.to_vec();
+        if bytes.len() >= 2 {
+            bytes[..2].copy_from_slice(&self.id().to_be_bytes());
+        }
+        Response(Bytes::from(bytes))
+    }
+}
+
+/// An error answer built from whatever of the request could be parsed.
+fn error(msg: &Message<Bytes>, rcode: Rcode) -> Response {
+    let mut answer = MessageBuilder::new_vec().start_error(msg, rcode);
+    answer.header_mut().set_ra(true);
+    Response(Bytes::from(answer.finish()))
+}
+
+fn badvers(msg: &Message<Bytes>) -> Response {
+    let answer = MessageBuilder::new_vec().start_error(msg, Rcode::NOERROR);
+    let mut additional = answer.additional();
+    let pushed = additional.opt(|opt| {
+        opt.set_udp_payload_size(EDNS_UDP_SIZE);
+        opt.set_rcode(domain::base::iana::OptRcode::BADVERS);
+        Ok(())
+    });
+    match pushed {
+        Ok(()) => Response(Bytes::from(additional.finish())),
+        Err(_) => error(msg, Rcode::FORMERR),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::base::Name;
+    use proptest::prelude::*;
+    use std::str::FromStr;
+
+    fn query_bytes(name: &str, qtype: Rtype, edns: Option<u16>) -> Vec<u8> {
+        let mut msg = MessageBuilder::new_vec();
+        msg.header_mut().set_id(0xbeef);
+        let mut q = msg.question();
+        q.push((Name::<Vec<u8>>::from_str(name).unwrap(), qtype))
+            .unwrap();
+        let mut add = q.additional();
+        if let Some(size) = edns {
+            add.opt(|o| {
+                o.set_udp_payload_size(size);
+                Ok(())
+            })
+            .unwrap();
+        }
+        add.finish()
+    }
+
+    #[test]
+    fn parses_and_answers() {
+        let q = Query::parse(Bytes::from(query_bytes(
+            "Management.Azure.com.",
+            Rtype::A,
+            Some(4096),
+        )))
+        .unwrap();
+        assert_eq!(q.qname(), "Management.Azure.com");
+        assert_eq!(q.udp_limit(), 4096);
+        let r = q.answer(Rcode::NOERROR, 60, &["10.3.0.1".parse().unwrap()]);
+        let msg = Message::from_octets(r.as_bytes()).unwrap();
+        assert_eq!(msg.header().id(), 0xbeef);
+        assert!(msg.header().qr() && msg.header().aa());
+        assert_eq!(msg.header_counts().ancount(), 1);
+        assert!(msg.opt().is_some(), "EDNS echoed");
+        let plain = Query::parse(Bytes::from(query_bytes("a.example", Rtype::A, None))).unwrap();
+        assert!(
+            Message::from_octets(plain.empty(Rcode::REFUSED).as_bytes())
+                .unwrap()
+                .opt()
+                .is_none()
+        );
+        assert_eq!(plain.udp_limit(), 512);
+    }
+
+    #[test]
+    fn malformed_queries_get_errors_or_are_dropped() {
+        assert_eq!(
+            Query::parse(Bytes::from_static(b"\x12\x34")).unwrap_err(),
+            Rejected::Drop
+        );
+        // A response is never answered.
+        let mut response = query_bytes("a.example", Rtype::A, None);
+        response[2] |= 0x80;
+        assert_eq!(
+            Query::parse(Bytes::from(response)).unwrap_err(),
+            Rejected::Drop
+        );
+        // Header claims a question that is not there: FORMERR with the ID.
+        let truncated =
+            Bytes::from_static(b"\xab\xcd\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x05abc");
+        let Rejected::Reply(r) = Query::parse(truncated).unwrap_err() else {
+            panic!()
+        };
+        assert_eq!(r.rcode(), Some(Rcode::FORMERR));
+        assert_eq!(&r.as_bytes()[..2], b"\xab\xcd");
+        // Two questions: FORMERR. A NOTIFY: NOTIMP.
+        let mut two = query_bytes("a.example", Rtype::A, None);
+        two[5] = 2;
+        assert!(
+            matches!(Query::parse(Bytes::from(two)), Err(Rejected::Reply(r)) if r.rcode() == Some(Rcode::FORMERR))
+        );
+        let mut notify = query_bytes("a.example", Rtype::A, None);
+        notify[2] = 4 << 3;
+        assert!(
+            matches!(Query::parse(Bytes::from(notify)), Err(Rejected::Reply(r)) if r.rcode() == Some(Rcode::NOTIMP))
+        );
+    }
+
+    #[test]
+    fn unknown_edns_version_is_badvers() {
+        let mut bytes = query_bytes("a.example", Rtype::A, Some(1232));
+        // OPT TTL field: extended rcode(1) version(1) flags(2); the version is 6 bytes from the end... find it.
+        let len = bytes.len();
+        bytes[len - 5] = 1;
+        let Rejected::Reply(r) = Query::parse(Bytes::from(bytes)).unwrap_err() else {
+            panic!()
+        };
+        let msg = Message::from_octets(r.as_bytes()).unwrap();
+        assert_eq!(msg.opt_rcode(), domain::base::iana::OptRcode::BADVERS);
+    }
+
+    #[test]
+    fn oversized_udp_answers_are_truncated_with_tc() {
+        let q = Query::parse(Bytes::from(query_bytes("a.example", Rtype::A, None))).unwrap();
+        let many: Vec<std::net::IpAddr> = (0..100u8)
+            .map(|i| std::net::IpAddr::from([10, 0, 0, i]))
+            .collect();
+        let big = q.answer(Rcode::NOERROR, 60, &many);
+        assert!(big.as_bytes().len() > 512);
+        let fitted = q.fit_udp(big);
+        assert!(fitted.as_bytes().len() <= 512);
+        assert!(fitted.is_truncated());
+        let small = q.answer(Rcode::NOERROR, 60, &many[..2]);
+        assert!(!q.fit_udp(small).is_truncated());
+    }
+
+    proptest! {
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            if let Ok(q) = Query::parse(Bytes::from(bytes)) {
+                let _ = q.answer(Rcode::NOERROR, 60, &["10.0.0.1".parse().unwrap()]);
+                let _ = q.fit_udp(q.empty(Rcode::REFUSED));
+            }
+        }
+    }
+}
