@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Installs the real clients the interoperability tests drive (curl, openssl s_client).
+# Installs the real clients the interoperability tests drive (curl, openssl s_client, dig).
 # Idempotent; needs root (CI is root) only when something is missing.
 set -euo pipefail
 missing=()
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v dig >/dev/null 2>&1 || missing+=(bind9-dnsutils)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -13,3 +14,4 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 curl --version | head -1
 openssl version
+dig -v 2>&1 | head -1
