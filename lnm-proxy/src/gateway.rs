@@ -2,8 +2,9 @@
 //!
 //! Today a gateway runs the proxy listeners of the configuration (`listeners`, or the defaults)
 //! with the hops it implies: [`Parent`] when `parentIpAddr(s)` is set, else [`Direct`] with the
-//! `resolver` settings; [`Internal`] from `resolver.hosts` for east-west entries. The DNS
-//! server, the admin endpoint and reload are not part of it yet.
+//! `resolver` settings; [`Internal`] from `resolver.hosts` for east-west entries; and, with the
+//! `dns` feature (on by default), the DNS rewrite server of the `dns` section, sharing the same
+//! allowlist. The admin endpoint and reload are not part of it yet.
 
 use std::io;
 use std::net::SocketAddr;
@@ -22,6 +23,7 @@ use crate::{ConnLimits, Proxy, ProxyServer, ProxySettings};
 #[derive(Debug)]
 pub struct Gateway {
     servers: Vec<(SocketAddr, ProxyServer)>,
+    dns: Option<(SocketAddr, tokio_util::sync::CancellationToken)>,
     drain: Duration,
 }
 
@@ -62,10 +64,23 @@ impl Gateway {
             tracing::info!(%addr, protocol = ?listener.protocol, destination_port = listener.destination_port(), "proxy listening");
             servers.push((addr, server));
         }
+        #[cfg(feature = "dns")]
+        let dns = match &config.dns {
+            Some(dns) => Some(start_dns(dns, allowlist.clone()).await?),
+            None => None,
+        };
+        #[cfg(not(feature = "dns"))]
+        let dns = None;
         Ok(Gateway {
             servers,
+            dns,
             drain: config.timeouts.shutdown_drain,
         })
+    }
+
+    /// The DNS server's address, when one runs.
+    pub fn dns_addr(&self) -> Option<SocketAddr> {
+        self.dns.as_ref().map(|(addr, _)| *addr)
     }
 
     /// The bound listener addresses.
@@ -76,6 +91,9 @@ impl Gateway {
     /// Stops accepting, drains open connections up to `timeouts.shutdownDrain`, and returns how
     /// many had to be closed.
     pub async fn shutdown(self) -> usize {
+        if let Some((_, stop)) = &self.dns {
+            stop.cancel();
+        }
         let drains = self.servers.iter().map(|(_, s)| s.drain(self.drain));
         let mut closed = 0;
         for drain in drains {
@@ -83,6 +101,38 @@ impl Gateway {
         }
         closed
     }
+}
+
+#[cfg(feature = "dns")]
+async fn start_dns(
+    dns: &lnm_policy::config::DnsConfig,
+    allowlist: AllowlistHandle,
+) -> io::Result<(SocketAddr, tokio_util::sync::CancellationToken)> {
+    use lnm_dns::{
+        DnsLimits, DnsServer, Forwarder, ForwarderConfig, Refuser, RewriteConfig, RewriteResolver,
+    };
+    use tower::util::Either;
+
+    let rewrite = RewriteConfig::new(dns.answer_ipv4.clone(), dns.answer_ipv6.clone()).ttl(dns.ttl);
+    let fallback = if dns.upstream.is_empty() {
+        Either::Right(Refuser)
+    } else {
+        Either::Left(Forwarder::new(ForwarderConfig::new(dns.upstream.clone())).await?)
+    };
+    let resolver = RewriteResolver::new(allowlist, rewrite, fallback);
+    let (udp, tcp) = lnm_dns::bind(dns.bind).await?;
+    let addr = udp.local_addr()?;
+    let server = DnsServer::new(resolver, DnsLimits::default());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let stopped = stop.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = server.serve(udp, tcp) => {}
+            () = stopped.cancelled() => server.shutdown(),
+        }
+    });
+    tracing::info!(%addr, upstreams = dns.upstream.len(), "DNS rewrite server listening");
+    Ok((addr, stop))
 }
 
 fn external_hop(config: &Config, own: &OwnAddrs) -> Arc<dyn Hop> {
