@@ -157,6 +157,7 @@ impl Forwarder {
             .unwrap_or_else(|e| e.into_inner())
             .get(&key, Instant::now());
         if let Some(answer) = cached {
+            metrics::counter!("lnm_dns_cache_hits_total").increment(1);
             return query.with_own_id(&answer);
         }
         for upstream in &self.inner.upstreams {

@@ -1,10 +1,15 @@
-//! [`Gateway`]: the proxy listeners of one Purdue level, built from its configuration.
+//! [`Gateway`]: one Purdue level — proxy listeners, DNS rewrite server, admin endpoint — from
+//! its configuration, sharing one allowlist.
 //!
-//! Today a gateway runs the proxy listeners of the configuration (`listeners`, or the defaults)
-//! with the hops it implies: [`Parent`] when `parentIpAddr(s)` is set, else [`Direct`] with the
-//! `resolver` settings; [`Internal`] from `resolver.hosts` for east-west entries; and, with the
-//! `dns` feature (on by default), the DNS rewrite server of the `dns` section, sharing the same
-//! allowlist. The admin endpoint and reload are not part of it yet.
+//! The hops follow from the configuration: [`Parent`] when `parentIpAddr(s)` is set, else
+//! [`Direct`] with the `resolver` settings; [`Internal`] from `resolver.hosts` for east-west
+//! entries. With the `dns` feature (on by default) the `dns` section runs the rewrite server.
+//!
+//! [`Gateway::reload`] applies a new configuration without touching live connections: the
+//! allowlist is swapped atomically (DNS and proxy alike), and each listener hands its new
+//! connections to a proxy built from the new settings and hops. Changing what is bound
+//! (listener or DNS addresses, DNS answers or upstreams, the admin address) needs a restart and
+//! is reported as such.
 
 use std::io;
 use std::net::SocketAddr;
@@ -14,24 +19,46 @@ use std::time::Duration;
 use lnm_core::hop::{Direct, Internal, Parent};
 use lnm_core::{Hop, OwnAddrs, StaticHosts, SystemResolver, UpstreamResolver};
 use lnm_policy::AllowlistHandle;
-use lnm_policy::config::{Config, ResolverUpstream};
+use lnm_policy::config::{Config, ListenerConfig, ResolverUpstream};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
+use crate::admin::{Admin, RenderMetrics};
 use crate::{ConnLimits, Proxy, ProxyServer, ProxySettings};
 
-/// One level's proxy listeners, bound and serving.
-#[derive(Debug)]
+struct Listener {
+    config: ListenerConfig,
+    addr: SocketAddr,
+    server: ProxyServer,
+}
+
+/// One level, bound and serving.
 pub struct Gateway {
-    servers: Vec<(SocketAddr, ProxyServer)>,
-    dns: Option<(SocketAddr, tokio_util::sync::CancellationToken)>,
-    drain: Duration,
+    config: Config,
+    allowlist: AllowlistHandle,
+    own: OwnAddrs,
+    listeners: Vec<Listener>,
+    dns: Option<(SocketAddr, CancellationToken)>,
+    admin: Option<Admin>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("listeners", &self.addrs())
+            .field("dns", &self.dns_addr())
+            .field("admin", &self.admin_addr())
+            .finish()
+    }
 }
 
 impl Gateway {
-    /// Binds every listener of `config` and starts serving on the current tokio runtime.
+    /// Binds every listener, the DNS server and the admin endpoint of `config` and starts
+    /// serving on the current tokio runtime. `metrics` renders `/metrics` (the application's
+    /// exporter); without it `/metrics` is empty.
     ///
-    /// Fails with the address when a listener cannot be bound.
-    pub async fn start(config: &Config) -> io::Result<Gateway> {
+    /// Fails, naming the address, when something cannot be bound.
+    pub async fn start(config: &Config, metrics: Option<RenderMetrics>) -> io::Result<Gateway> {
         let allowlist = AllowlistHandle::new(config.allowlist());
         let own = OwnAddrs::new();
         let mut bound = Vec::new();
@@ -43,26 +70,25 @@ impl Gateway {
             own.add_listener(addr);
             bound.push((listener, tcp, addr));
         }
-        let external = external_hop(config, &own);
-        let internal: Arc<dyn Hop> = Arc::new(internal_hop(config));
-        let limits = ConnLimits {
-            max_connections: config.limits.max_connections,
-            max_per_source: config.limits.max_connections_per_source,
+        let admin = match &config.admin {
+            Some(admin) => {
+                let render = metrics.unwrap_or_else(|| Arc::new(String::new));
+                Some(Admin::start(admin.bind, render).await?)
+            }
+            None => None,
         };
-        let mut servers = Vec::new();
+        let mut listeners = Vec::new();
         for (listener, tcp, addr) in bound {
-            let settings = ProxySettings::from_config(config, &listener);
-            let proxy = Proxy::with_shared_hops(
-                allowlist.clone(),
-                external.clone(),
-                internal.clone(),
-                settings,
-            );
-            let server = ProxyServer::new(proxy, limits);
+            let proxy = build_proxy(config, &listener, &allowlist, &own);
+            let server = ProxyServer::new(proxy, limits(config));
             let serving = server.clone();
             tokio::spawn(async move { serving.serve(tcp).await });
             tracing::info!(%addr, protocol = ?listener.protocol, destination_port = listener.destination_port(), "proxy listening");
-            servers.push((addr, server));
+            listeners.push(Listener {
+                config: listener,
+                addr,
+                server,
+            });
         }
         #[cfg(feature = "dns")]
         let dns = match &config.dns {
@@ -71,11 +97,74 @@ impl Gateway {
         };
         #[cfg(not(feature = "dns"))]
         let dns = None;
+        if let Some(admin) = &admin {
+            admin.set_ready(true);
+        }
         Ok(Gateway {
-            servers,
+            config: config.clone(),
+            allowlist,
+            own,
+            listeners,
             dns,
-            drain: config.timeouts.shutdown_drain,
+            admin,
         })
+    }
+
+    /// Applies `new` to the running gateway (see the [module docs](self)). Returns what could
+    /// not be applied without a restart (empty: everything was applied).
+    pub fn reload(&mut self, new: Config) -> Vec<String> {
+        let mut needs_restart = Vec::new();
+        self.allowlist.store(new.allowlist());
+        let new_listeners = new.effective_listeners();
+        for listener in &mut self.listeners {
+            match new_listeners
+                .iter()
+                .find(|l| l.bind == listener.config.bind)
+            {
+                Some(updated) => {
+                    listener
+                        .server
+                        .replace(build_proxy(&new, updated, &self.allowlist, &self.own));
+                    listener.config = updated.clone();
+                }
+                None => {
+                    needs_restart.push(format!("listener {} was removed", listener.config.bind))
+                }
+            }
+        }
+        for added in new_listeners
+            .iter()
+            .filter(|l| !self.listeners.iter().any(|o| o.config.bind == l.bind))
+        {
+            needs_restart.push(format!("listener {} is new", added.bind));
+        }
+        if new.dns != self.config.dns {
+            needs_restart
+                .push("the dns section changed (the allowlist was applied to DNS already)".into());
+        }
+        if new.admin != self.config.admin {
+            needs_restart.push("the admin address changed".into());
+        }
+        if new.limits != self.config.limits {
+            needs_restart.push("connection limits changed".into());
+        }
+        self.config = new;
+        needs_restart
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The allowlist shared by every part of the gateway.
+    pub fn allowlist(&self) -> &AllowlistHandle {
+        &self.allowlist
+    }
+
+    /// The bound proxy listener addresses.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.listeners.iter().map(|l| l.addr).collect()
     }
 
     /// The DNS server's address, when one runs.
@@ -83,31 +172,59 @@ impl Gateway {
         self.dns.as_ref().map(|(addr, _)| *addr)
     }
 
-    /// The bound listener addresses.
-    pub fn addrs(&self) -> Vec<SocketAddr> {
-        self.servers.iter().map(|(addr, _)| *addr).collect()
+    /// The admin endpoint's address, when one runs.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(Admin::addr)
     }
 
-    /// Stops accepting, drains open connections up to `timeouts.shutdownDrain`, and returns how
-    /// many had to be closed.
+    /// Stops accepting (proxy and DNS), drains open connections up to
+    /// `timeouts.shutdownDrain`, and returns how many had to be closed.
     pub async fn shutdown(self) -> usize {
+        if let Some(admin) = &self.admin {
+            admin.set_ready(false);
+        }
         if let Some((_, stop)) = &self.dns {
             stop.cancel();
         }
-        let drains = self.servers.iter().map(|(_, s)| s.drain(self.drain));
+        for l in &self.listeners {
+            l.server.shutdown();
+        }
+        let deadline = self.config.timeouts.shutdown_drain;
         let mut closed = 0;
-        for drain in drains {
-            closed += drain.await;
+        for l in &self.listeners {
+            closed += l.server.drain(deadline).await;
         }
         closed
     }
+}
+
+fn limits(config: &Config) -> ConnLimits {
+    ConnLimits {
+        max_connections: config.limits.max_connections,
+        max_per_source: config.limits.max_connections_per_source,
+    }
+}
+
+fn build_proxy(
+    config: &Config,
+    listener: &ListenerConfig,
+    allowlist: &AllowlistHandle,
+    own: &OwnAddrs,
+) -> Proxy {
+    let settings = ProxySettings::from_config(config, listener);
+    Proxy::with_shared_hops(
+        allowlist.clone(),
+        external_hop(config, own),
+        Arc::new(internal_hop(config)),
+        settings,
+    )
 }
 
 #[cfg(feature = "dns")]
 async fn start_dns(
     dns: &lnm_policy::config::DnsConfig,
     allowlist: AllowlistHandle,
-) -> io::Result<(SocketAddr, tokio_util::sync::CancellationToken)> {
+) -> io::Result<(SocketAddr, CancellationToken)> {
     use lnm_dns::{
         DnsLimits, DnsServer, Forwarder, ForwarderConfig, Refuser, RewriteConfig, RewriteResolver,
     };
@@ -123,7 +240,7 @@ async fn start_dns(
     let (udp, tcp) = lnm_dns::bind(dns.bind).await?;
     let addr = udp.local_addr()?;
     let server = DnsServer::new(resolver, DnsLimits::default());
-    let stop = tokio_util::sync::CancellationToken::new();
+    let stop = CancellationToken::new();
     let stopped = stop.clone();
     tokio::spawn(async move {
         tokio::select! {
@@ -136,13 +253,15 @@ async fn start_dns(
 }
 
 fn external_hop(config: &Config, own: &OwnAddrs) -> Arc<dyn Hop> {
+    let connect_timeout = config.timeouts.connect;
     let parents = config.parent_addrs();
     if !parents.is_empty() {
+        // Port 0: the parent listens on each listener's destination port.
         let port = config.parent_port.unwrap_or(0);
         let addrs = parents.into_iter().map(|ip| SocketAddr::new(ip, port));
         return Arc::new(
             Parent::new(addrs)
-                .connect_timeout(config.timeouts.connect)
+                .connect_timeout(connect_timeout)
                 .own_addrs(own.clone()),
         );
     }
@@ -152,15 +271,16 @@ fn external_hop(config: &Config, own: &OwnAddrs) -> Arc<dyn Hop> {
         .iter()
         .map(|(n, ip)| (n.clone(), *ip))
         .collect();
-    let hosts = match &config.resolver.upstream {
+    let resolver = match &config.resolver.upstream {
         ResolverUpstream::System => hosts.with_fallback(SystemResolver),
-        ResolverUpstream::Servers(servers) => {
-            hosts.with_fallback(UpstreamResolver::new(servers.clone()))
-        }
+        ResolverUpstream::Servers(servers) => hosts.with_fallback(
+            UpstreamResolver::new(servers.clone())
+                .with_timeout(connect_timeout.min(Duration::from_secs(2))),
+        ),
     };
     Arc::new(
-        Direct::with_resolver(hosts)
-            .connect_timeout(config.timeouts.connect)
+        Direct::with_resolver(resolver)
+            .connect_timeout(connect_timeout)
             .own_addrs(own.clone()),
     )
 }

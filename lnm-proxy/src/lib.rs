@@ -21,7 +21,8 @@
 //! - `deny.rs`: TLS alerts and HTTP error responses
 //! - `server.rs`: [`ProxyServer`], [`ConnLimits`]
 //! - `settings.rs`: [`ProxySettings`]
-//! - `gateway.rs`: [`Gateway`], the listeners of one level from its configuration
+//! - `gateway.rs`: [`Gateway`], one level (listeners, DNS, admin) from its configuration, with reload
+//! - `admin.rs`: the admin HTTP endpoint (`/metrics`, `/healthz`, `/readyz`)
 //!
 //! # Example
 //! A level-3 proxy on loopback that forwards allowlisted TLS connections to its parent:
@@ -41,6 +42,7 @@
 //! # }
 //! ```
 
+pub mod admin;
 mod deny;
 mod gateway;
 mod proxy;

@@ -198,6 +198,7 @@ impl Proxy {
         self.handle(&mut io, &mut report).await;
         report.duration = started.elapsed();
         log(&report);
+        record_metrics(&report);
         report
     }
 
@@ -255,10 +256,12 @@ impl Proxy {
             report.client.ip(),
             report.port,
         );
+        let deciding = Instant::now();
         let decision = match self.policy.clone().oneshot(request).await {
             Ok(decision) => decision,
             Err(never) => match never {},
         };
+        metrics::histogram!("lnm_decision_seconds").record(deciding.elapsed().as_secs_f64());
         let allowed = match decision {
             Decision::Allow(allowed) => allowed,
             Decision::Deny(reason) => {
@@ -447,6 +450,30 @@ fn guess_protocol(listener: ListenerProtocol, buf: &[u8]) -> Protocol {
             Some(b) if b.is_ascii_alphabetic() => Protocol::Http,
             _ => Protocol::Unknown,
         },
+    }
+}
+
+/// The Prometheus counters of one finished connection.
+fn record_metrics(r: &ConnReport) {
+    let decision = if r.outcome.is_allowed() {
+        "allow"
+    } else {
+        "deny"
+    };
+    metrics::counter!("lnm_connections_total", "decision" => decision, "reason" => r.outcome.as_str()).increment(1);
+    metrics::counter!("lnm_bytes_total", "direction" => "up").increment(r.bytes_up);
+    metrics::counter!("lnm_bytes_total", "direction" => "down").increment(r.bytes_down);
+    match &r.outcome {
+        Outcome::BadHello(e) => {
+            metrics::counter!("lnm_sniff_failures_total", "reason" => e.as_str()).increment(1)
+        }
+        Outcome::SniffTimeout => {
+            metrics::counter!("lnm_sniff_failures_total", "reason" => "timeout").increment(1)
+        }
+        Outcome::ConnectFailed(_) => {
+            metrics::counter!("lnm_upstream_connect_failures_total").increment(1)
+        }
+        _ => {}
     }
 }
 

@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use lnm_core::Stream;
 use lnm_core::hop::MemoryListener;
 use tokio::net::TcpListener;
@@ -38,6 +39,15 @@ struct Counts {
     per_source: HashMap<IpAddr, usize>,
 }
 
+/// Decrements the active-connections gauge when a connection task ends (also on abort).
+struct ActiveGuard;
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        metrics::gauge!("lnm_connections_active").decrement(1.0);
+    }
+}
+
 /// Releases a connection's slot when the connection ends.
 struct Slot {
     counts: Arc<Mutex<Counts>>,
@@ -66,7 +76,7 @@ impl Drop for Slot {
 ///   connections up to a deadline and then closes the rest.
 #[derive(Debug, Clone)]
 pub struct ProxyServer {
-    proxy: Arc<Proxy>,
+    proxy: Arc<ArcSwap<Proxy>>,
     limits: ConnLimits,
     counts: Arc<Mutex<Counts>>,
     tracker: TaskTracker,
@@ -78,7 +88,7 @@ impl ProxyServer {
     /// A server for `proxy` with `limits`.
     pub fn new(proxy: Proxy, limits: ConnLimits) -> Self {
         ProxyServer {
-            proxy: Arc::new(proxy),
+            proxy: Arc::new(ArcSwap::from_pointee(proxy)),
             limits,
             counts: Arc::default(),
             tracker: TaskTracker::new(),
@@ -87,9 +97,15 @@ impl ProxyServer {
         }
     }
 
-    /// The proxy.
-    pub fn proxy(&self) -> &Proxy {
-        &self.proxy
+    /// The proxy new connections are handed to.
+    pub fn proxy(&self) -> Arc<Proxy> {
+        self.proxy.load_full()
+    }
+
+    /// Hands new connections to `proxy` from now on (reload): connections already open keep
+    /// the proxy they started with.
+    pub fn replace(&self, proxy: Proxy) {
+        self.proxy.store(Arc::new(proxy));
     }
 
     /// Open connections right now.
@@ -148,10 +164,12 @@ impl ProxyServer {
         let Some(slot) = self.take_slot(client) else {
             return;
         };
-        let proxy = self.proxy.clone();
+        let proxy = self.proxy.load_full();
         let abort = self.abort.clone();
         self.tracker.spawn(async move {
             let _slot = slot;
+            metrics::gauge!("lnm_connections_active").increment(1.0);
+            let _active = ActiveGuard;
             tokio::select! {
                 _ = proxy.serve(stream, client, local) => {}
                 () = abort.cancelled() => {
@@ -165,11 +183,13 @@ impl ProxyServer {
         let source = client.ip().to_canonical();
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         if counts.total >= self.limits.max_connections {
+            metrics::counter!("lnm_connections_total", "decision" => "deny", "reason" => "limit_total").increment(1);
             tracing::warn!(%client, decision = "deny", reason = "limit_total", limit = self.limits.max_connections, "too many connections; closed");
             return None;
         }
         let per_source = counts.per_source.entry(source).or_insert(0);
         if *per_source >= self.limits.max_per_source {
+            metrics::counter!("lnm_connections_total", "decision" => "deny", "reason" => "limit_per_source").increment(1);
             tracing::warn!(%client, decision = "deny", reason = "limit_per_source", limit = self.limits.max_per_source, "too many connections from this source; closed");
             return None;
         }

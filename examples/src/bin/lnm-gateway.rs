@@ -1,42 +1,144 @@
 //! `lnm-gateway`: runs one Purdue level of lnm from its configuration file.
 //!
 //! ```sh
-//! lnm-gateway --config level3.yaml           # run until SIGINT/SIGTERM, then drain
-//! lnm-gateway --config level3.yaml --check   # validate, print the effective config, exit 0 or 2
+//! lnm-gateway --config level3.yaml            # run until SIGINT/SIGTERM (then drain); SIGHUP reloads
+//! lnm-gateway --config level3.yaml --check    # validate, print the effective config, exit 0 or 2
+//! lnm-gateway export-dns --config level4.yaml --format dnsmasq   # DNS config for the level below
 //! ```
 //!
 //! The file is an Azure IoT LNM custom resource (or its `spec`) or the lnm format (YAML or
-//! JSON). Logs go to stderr; `RUST_LOG` overrides `logLevel`. Today the gateway runs the proxy
-//! listeners; the DNS server, the admin endpoint and SIGHUP reload are not implemented yet.
+//! JSON). Logs go to stderr; `RUST_LOG` overrides `logLevel`. `admin.bind` serves `/metrics`
+//! (Prometheus), `/healthz` and `/readyz`.
 
-use std::path::PathBuf;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand, ValueEnum};
+use lnm_dns::export::{self, ExportConfig};
 use lnm_policy::Config;
 use lnm_proxy::Gateway;
 use tracing_subscriber::EnvFilter;
 
 /// Runs one level of lnm (Layered Network Management).
 #[derive(Debug, Parser)]
-#[command(name = "lnm-gateway", version, about)]
+#[command(
+    name = "lnm-gateway",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 struct Args {
     /// The level's configuration file (YAML or JSON).
     #[arg(long, short)]
-    config: PathBuf,
+    config: Option<PathBuf>,
     /// Validate the configuration, print it with every default filled in, and exit.
     #[arg(long)]
     check: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the DNS configuration the level below needs: this level's allowlisted names
+    /// resolve to this level's gateway, everything else goes to `--upstream` (or is refused).
+    ExportDns {
+        /// This level's configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The DNS software of the level below.
+        #[arg(long, value_enum)]
+        format: Format,
+        /// Where the level below forwards other names (`ip:port`, repeatable).
+        #[arg(long)]
+        upstream: Vec<SocketAddr>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Dnsmasq,
+    Coredns,
+}
+
+fn load(path: &Path) -> Result<lnm_policy::LoadedConfig, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("lnm-gateway: {e}");
+        ExitCode::from(2)
+    })
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let loaded = match Config::load(&args.config) {
-        Ok(loaded) => loaded,
-        Err(e) => {
-            eprintln!("lnm-gateway: {e}");
-            return ExitCode::from(2);
+    match (args.command, args.config) {
+        (
+            Some(Command::ExportDns {
+                config,
+                format,
+                upstream,
+            }),
+            _,
+        ) => export_dns(&config, format, upstream),
+        (None, Some(config)) => run_level(&config, args.check),
+        (None, None) => {
+            eprintln!("lnm-gateway: --config FILE is required (see --help)");
+            ExitCode::from(2)
         }
+    }
+}
+
+fn export_dns(path: &Path, format: Format, upstream: Vec<SocketAddr>) -> ExitCode {
+    let loaded = match load(path) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let config = loaded.config;
+    // The level below must reach this gateway: its DNS answers, else its listener addresses.
+    let mut answers: Vec<Ipv4Addr> = config
+        .dns
+        .as_ref()
+        .map(|d| d.answer_ipv4.clone())
+        .unwrap_or_default();
+    if answers.is_empty() {
+        for l in config.effective_listeners() {
+            if let IpAddr::V4(ip) = l.bind.ip() {
+                if !ip.is_unspecified() && !answers.contains(&ip) {
+                    answers.push(ip);
+                }
+            }
+        }
+    }
+    if answers.is_empty() {
+        eprintln!(
+            "lnm-gateway: {}: cannot tell this gateway's address: set dns.answerIpv4 or bind the listeners to an address",
+            path.display()
+        );
+        return ExitCode::from(2);
+    }
+    let mut export_config = ExportConfig::new(answers, upstream);
+    if let Some(dns) = &config.dns {
+        export_config.answer_ipv6 = dns.answer_ipv6.clone();
+        export_config.ttl = dns.ttl;
+    }
+    let allowlist = config.allowlist();
+    let text = match format {
+        Format::Dnsmasq => export::dnsmasq(&allowlist, &export_config),
+        Format::Coredns => export::corefile(&allowlist, &export_config),
+    };
+    #[allow(clippy::print_stdout)]
+    {
+        print!("{text}");
+    }
+    ExitCode::SUCCESS
+}
+
+fn run_level(path: &Path, check: bool) -> ExitCode {
+    let loaded = match load(path) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
     };
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(loaded.config.log_level.map_or("info", |l| l.as_str())));
@@ -47,9 +149,9 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     for warning in &loaded.warnings {
-        tracing::warn!(file = %args.config.display(), "{warning}");
+        tracing::warn!(file = %path.display(), "{warning}");
     }
-    if args.check {
+    if check {
         return match serde_saphyr::to_string(&loaded.config) {
             Ok(text) => {
                 #[allow(clippy::print_stdout)]
@@ -74,37 +176,99 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(loaded.config))
+    runtime.block_on(run(path.to_owned(), loaded.config))
 }
 
-async fn run(config: Config) -> ExitCode {
-    let gateway = match Gateway::start(&config).await {
+async fn run(path: PathBuf, config: Config) -> ExitCode {
+    let render = if config.admin.is_some() {
+        install_metrics()
+    } else {
+        None
+    };
+    let mut gateway = match Gateway::start(&config, render).await {
         Ok(gateway) => gateway,
         Err(e) => {
             tracing::error!("{e}");
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!(level = ?config.level, listeners = ?gateway.addrs(), "gateway running");
-    wait_for_stop().await;
-    tracing::info!(drain = ?config.timeouts.shutdown_drain, "stopping: no new connections, draining");
+    tracing::info!(
+        level = ?config.level, listeners = ?gateway.addrs(), dns = ?gateway.dns_addr(), admin = ?gateway.admin_addr(),
+        "gateway running"
+    );
+    loop {
+        match next_signal().await {
+            Signal::Stop => break,
+            Signal::Reload => match Config::load(&path) {
+                Ok(loaded) => {
+                    for warning in &loaded.warnings {
+                        tracing::warn!(file = %path.display(), "{warning}");
+                    }
+                    let pending = gateway.reload(loaded.config);
+                    if pending.is_empty() {
+                        tracing::info!(file = %path.display(), "configuration reloaded");
+                    } else {
+                        tracing::warn!(file = %path.display(), not_applied = ?pending, "configuration reloaded; some changes need a restart");
+                    }
+                }
+                Err(e) => tracing::error!("reload rejected, the running configuration stays: {e}"),
+            },
+        }
+    }
+    tracing::info!(drain = ?gateway.config().timeouts.shutdown_drain, "stopping: no new connections, draining");
     let closed = gateway.shutdown().await;
     tracing::info!(closed, "stopped");
     ExitCode::SUCCESS
 }
 
-async fn wait_for_stop() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(term) => term,
+/// Installs the Prometheus exporter as the `metrics` recorder; returns its renderer.
+fn install_metrics() -> Option<lnm_proxy::admin::RenderMetrics> {
+    // Latency histograms (seconds): decisions take microseconds, connects milliseconds.
+    const BUCKETS: &[f64] = &[
+        1e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
+    ];
+    let builder = metrics_exporter_prometheus::PrometheusBuilder::new();
+    let builder = match builder.set_buckets(BUCKETS) {
+        Ok(builder) => builder,
         Err(e) => {
-            tracing::error!("cannot watch SIGTERM: {e}");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+            tracing::warn!("metrics buckets rejected: {e}");
+            return None;
         }
     };
+    let recorder = builder.build_recorder();
+    let handle = recorder.handle();
+    if let Err(e) = metrics::set_global_recorder(recorder) {
+        tracing::warn!("metrics recorder not installed: {e}");
+        return None;
+    }
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            upkeep.run_upkeep();
+        }
+    });
+    Some(Arc::new(move || handle.render()))
+}
+
+enum Signal {
+    Stop,
+    Reload,
+}
+
+async fn next_signal() -> Signal {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot watch SIGTERM/SIGHUP; only Ctrl-C stops the gateway");
+        let _ = tokio::signal::ctrl_c().await;
+        return Signal::Stop;
+    };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => Signal::Stop,
+        _ = term.recv() => Signal::Stop,
+        _ = hup.recv() => Signal::Reload,
     }
 }
