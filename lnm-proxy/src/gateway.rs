@@ -40,6 +40,7 @@ pub struct Gateway {
     listeners: Vec<Listener>,
     dns: Option<(SocketAddr, CancellationToken)>,
     admin: Option<Admin>,
+    observer: Option<crate::Observer>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -59,6 +60,58 @@ impl Gateway {
     ///
     /// Fails, naming the address, when something cannot be bound.
     pub async fn start(config: &Config, metrics: Option<RenderMetrics>) -> io::Result<Gateway> {
+        GatewayBuilder {
+            config,
+            metrics,
+            observer: None,
+        }
+        .start()
+        .await
+    }
+
+    /// A builder for the less common options (a connection observer).
+    pub fn builder(config: &Config) -> GatewayBuilder<'_> {
+        GatewayBuilder {
+            config,
+            metrics: None,
+            observer: None,
+        }
+    }
+}
+
+/// Options of [`Gateway::start`].
+pub struct GatewayBuilder<'a> {
+    config: &'a Config,
+    metrics: Option<RenderMetrics>,
+    observer: Option<crate::Observer>,
+}
+
+impl std::fmt::Debug for GatewayBuilder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayBuilder").finish_non_exhaustive()
+    }
+}
+
+impl GatewayBuilder<'_> {
+    /// Renders `/metrics` with the application's exporter.
+    pub fn metrics(mut self, render: RenderMetrics) -> Self {
+        self.metrics = Some(render);
+        self
+    }
+
+    /// Calls `observer` with the report of every finished proxied connection.
+    pub fn observer(mut self, observer: crate::Observer) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Binds and starts the gateway.
+    pub async fn start(self) -> io::Result<Gateway> {
+        let GatewayBuilder {
+            config,
+            metrics,
+            observer,
+        } = self;
         let allowlist = AllowlistHandle::new(config.allowlist());
         let own = OwnAddrs::new();
         let mut bound = Vec::new();
@@ -79,7 +132,10 @@ impl Gateway {
         };
         let mut listeners = Vec::new();
         for (listener, tcp, addr) in bound {
-            let proxy = build_proxy(config, &listener, &allowlist, &own);
+            let mut proxy = build_proxy(config, &listener, &allowlist, &own);
+            if let Some(observer) = &observer {
+                proxy = proxy.with_observer(observer.clone());
+            }
             let server = ProxyServer::new(proxy, limits(config));
             let serving = server.clone();
             tokio::spawn(async move { serving.serve(tcp).await });
@@ -107,9 +163,12 @@ impl Gateway {
             listeners,
             dns,
             admin,
+            observer,
         })
     }
+}
 
+impl Gateway {
     /// Applies `new` to the running gateway (see the [module docs](self)). Returns what could
     /// not be applied without a restart (empty: everything was applied).
     pub fn reload(&mut self, new: Config) -> Vec<String> {
@@ -122,9 +181,11 @@ impl Gateway {
                 .find(|l| l.bind == listener.config.bind)
             {
                 Some(updated) => {
-                    listener
-                        .server
-                        .replace(build_proxy(&new, updated, &self.allowlist, &self.own));
+                    let mut proxy = build_proxy(&new, updated, &self.allowlist, &self.own);
+                    if let Some(observer) = &self.observer {
+                        proxy = proxy.with_observer(observer.clone());
+                    }
+                    listener.server.replace(proxy);
                     listener.config = updated.clone();
                 }
                 None => {

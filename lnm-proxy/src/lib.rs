@@ -49,10 +49,12 @@ mod proxy;
 mod relay;
 mod server;
 mod settings;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod sniff;
 
 pub use deny::Alert;
-pub use gateway::Gateway;
-pub use proxy::{ConnReport, Outcome, Proxy};
+pub use gateway::{Gateway, GatewayBuilder};
+pub use proxy::{ConnReport, Observer, Outcome, Proxy};
 pub use server::{ConnLimits, ProxyServer};
 pub use settings::ProxySettings;

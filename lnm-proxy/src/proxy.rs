@@ -122,7 +122,12 @@ pub struct Proxy {
     external: Arc<dyn Hop>,
     internal: Arc<dyn Hop>,
     settings: ProxySettings,
+    observer: Option<Observer>,
 }
+
+/// Called with the report of every finished connection (after it is logged): for tests,
+/// demos and custom accounting.
+pub type Observer = Arc<dyn Fn(&ConnReport) + Send + Sync>;
 
 impl fmt::Debug for Proxy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -154,7 +159,14 @@ impl Proxy {
             external: Arc::new(external),
             internal: Arc::new(internal),
             settings,
+            observer: None,
         }
+    }
+
+    /// Calls `observer` with the report of every finished connection.
+    pub fn with_observer(mut self, observer: Observer) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Like [`Proxy::new`] with hops that are already shared (one pair for every listener of a
@@ -171,6 +183,7 @@ impl Proxy {
             external,
             internal,
             settings,
+            observer: None,
         }
     }
 
@@ -199,6 +212,9 @@ impl Proxy {
         report.duration = started.elapsed();
         log(&report);
         record_metrics(&report);
+        if let Some(observer) = &self.observer {
+            observer(&report);
+        }
         report
     }
 

@@ -104,10 +104,11 @@ fn export_dns(path: &Path, format: Format, upstream: Vec<SocketAddr>) -> ExitCod
         .unwrap_or_default();
     if answers.is_empty() {
         for l in config.effective_listeners() {
-            if let IpAddr::V4(ip) = l.bind.ip() {
-                if !ip.is_unspecified() && !answers.contains(&ip) {
-                    answers.push(ip);
-                }
+            if let IpAddr::V4(ip) = l.bind.ip()
+                && !ip.is_unspecified()
+                && !answers.contains(&ip)
+            {
+                answers.push(ip);
             }
         }
     }

@@ -553,7 +553,8 @@ impl Config {
         }
         let listeners = self.effective_listeners();
         for (i, l) in listeners.iter().enumerate() {
-            if listeners[..i].iter().any(|other| other.bind == l.bind) {
+            // Port 0 asks the system for a free port: several such listeners are fine.
+            if l.bind.port() != 0 && listeners[..i].iter().any(|other| other.bind == l.bind) {
                 return Err((
                     format!("listeners[{i}].bind"),
                     format!("{} is listed twice", l.bind),

@@ -1,0 +1,686 @@
+//! [`Topology`]: a whole Purdue stack — a cloud origin, one gateway per level, clients — on
+//! loopback sockets or in-process.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use domain::base::{Message, MessageBuilder, Name as DnsName, Rtype};
+use lnm_core::hop::{Memory, MemoryNetwork};
+use lnm_dns::{DnsRequest, Query, Refuser, RewriteConfig, RewriteResolver, Transport};
+use lnm_policy::config::{Config, ListenerProtocol};
+use lnm_policy::{Allowlist, AllowlistHandle};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpSocket, UdpSocket};
+use tower::ServiceExt;
+
+use super::origin::{tls_origin, tls_origin_in_memory};
+use super::{SimError, TestPki};
+use crate::{ConnLimits, ConnReport, Gateway, Observer, Proxy, ProxyServer, ProxySettings};
+
+/// Where the simulated levels run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Network {
+    /// Real sockets on loopback: level `N`'s gateway on `127.0.N.1` (proxy, DNS), its internal
+    /// services on `127.0.N.20`, its clients on `127.0.N.100`; the cloud on `127.0.100.1` with
+    /// its DNS on `127.0.100.53`. Every port is ephemeral. (Linux routes all of `127/8` to lo.)
+    #[default]
+    Loopback,
+    /// No sockets: tokio pipes on a [`MemoryNetwork`], DNS answered by calling the resolver
+    /// service directly. Level `N`'s clients appear as `10.N.0.100`.
+    InMemory,
+}
+
+/// One level of the topology.
+#[derive(Debug, Clone)]
+pub struct LevelSpec {
+    level: u8,
+    allow: Vec<String>,
+    services: Vec<String>,
+    sources: Vec<String>,
+}
+
+impl LevelSpec {
+    /// Level `level` (0..=99), allowing nothing yet.
+    pub fn new(level: u8) -> Self {
+        LevelSpec {
+            level,
+            allow: Vec::new(),
+            services: Vec::new(),
+            sources: Vec::new(),
+        }
+    }
+
+    /// Allows an external pattern (`name` or `*.suffix`) at this level.
+    pub fn allow(mut self, pattern: &str) -> Self {
+        self.allow.push(pattern.to_owned());
+        self
+    }
+
+    /// Runs an internal (east-west) TLS service named `name` on this level, allowlisted as an
+    /// `internal` entry on its own port.
+    pub fn internal_service(mut self, name: &str) -> Self {
+        self.services.push(name.to_owned());
+        self
+    }
+
+    /// Restricts this level's clients to `cidr` (`sourceIpRange`); callable several times.
+    pub fn source_range(mut self, cidr: &str) -> Self {
+        self.sources.push(cidr.to_owned());
+        self
+    }
+}
+
+/// Builds a [`Topology`].
+#[derive(Debug, Clone, Default)]
+pub struct TopologyBuilder {
+    cloud: Vec<String>,
+    levels: Vec<LevelSpec>,
+    network: Network,
+}
+
+impl TopologyBuilder {
+    /// The names (patterns allowed) the cloud origin serves and its DNS resolves.
+    pub fn cloud(mut self, names: &[&str]) -> Self {
+        self.cloud.extend(names.iter().map(|n| n.to_string()));
+        self
+    }
+
+    /// Adds a level, from the top down: the first level added reaches the cloud directly, each
+    /// next one forwards to the previous one.
+    pub fn level(mut self, spec: LevelSpec) -> Self {
+        self.levels.push(spec);
+        self
+    }
+
+    /// Chooses loopback sockets (default) or in-process pipes.
+    pub fn network(mut self, network: Network) -> Self {
+        self.network = network;
+        self
+    }
+
+    /// Starts everything on the current tokio runtime.
+    pub async fn start(self) -> Result<Topology, SimError> {
+        if self.levels.is_empty() {
+            return Err(SimError::Config(
+                "a topology needs at least one level".into(),
+            ));
+        }
+        if let Some(bad) = self.levels.iter().find(|l| l.level >= 100) {
+            return Err(SimError::Config(format!(
+                "level {} is out of range (0..=99)",
+                bad.level
+            )));
+        }
+        let mut cert_names: Vec<&str> = self.cloud.iter().map(String::as_str).collect();
+        for level in &self.levels {
+            cert_names.extend(level.services.iter().map(String::as_str));
+        }
+        let pki = TestPki::new(&cert_names)?;
+        let reports: Arc<Mutex<Vec<(u8, ConnReport)>>> = Arc::default();
+        match self.network {
+            Network::Loopback => start_loopback(self, pki, reports).await,
+            Network::InMemory => start_in_memory(self, pki, reports),
+        }
+    }
+}
+
+fn observer(level: u8, reports: &Arc<Mutex<Vec<(u8, ConnReport)>>>) -> Observer {
+    let reports = reports.clone();
+    Arc::new(move |report: &ConnReport| {
+        reports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((level, report.clone()));
+    })
+}
+
+fn level_ip(level: u8, host: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, level, host))
+}
+
+const CLOUD_LEVEL: u8 = 100;
+
+async fn start_loopback(
+    spec: TopologyBuilder,
+    pki: TestPki,
+    reports: Arc<Mutex<Vec<(u8, ConnReport)>>>,
+) -> Result<Topology, SimError> {
+    let origin = tls_origin(&pki, SocketAddr::new(level_ip(CLOUD_LEVEL, 1), 0), "origin").await?;
+    // The internet's DNS, played by an lnm resolver that rewrites every cloud name to the origin.
+    let mut cloud_list = Allowlist::builder();
+    for name in &spec.cloud {
+        cloud_list = cloud_list
+            .external(name)
+            .map_err(|e| SimError::Config(e.to_string()))?;
+    }
+    let cloud_dns = RewriteResolver::new(
+        cloud_list.build().into(),
+        RewriteConfig::new(vec![Ipv4Addr::new(127, 0, CLOUD_LEVEL, 1)], vec![]),
+        Refuser,
+    );
+    let (udp, tcp) = lnm_dns::bind(SocketAddr::new(level_ip(CLOUD_LEVEL, 53), 0))
+        .await
+        .map_err(|e| SimError::Bind("cloud DNS".into(), e))?;
+    let cloud_dns_addr = udp
+        .local_addr()
+        .map_err(|e| SimError::Bind("cloud DNS".into(), e))?;
+    let cloud_server = lnm_dns::DnsServer::new(cloud_dns, lnm_dns::DnsLimits::default());
+    tokio::spawn(async move { cloud_server.serve(udp, tcp).await });
+
+    let mut levels = Vec::new();
+    let mut parent: Option<SocketAddr> = None;
+    for spec_level in &spec.levels {
+        let n = spec_level.level;
+        let mut services = Vec::new();
+        for name in &spec_level.services {
+            let addr = tls_origin(&pki, SocketAddr::new(level_ip(n, 20), 0), "internal").await?;
+            services.push((name.clone(), addr));
+        }
+        let yaml = level_yaml(spec_level, parent, origin.port(), &services, cloud_dns_addr);
+        let config = Config::parse(&yaml, &format!("simulated level {n}"))
+            .map_err(|e| SimError::Config(e.to_string()))?
+            .config;
+        let gateway = Gateway::builder(&config)
+            .observer(observer(n, &reports))
+            .start()
+            .await
+            .map_err(|e| SimError::Bind(format!("level {n}"), e))?;
+        let addrs = gateway.addrs();
+        let mut proxies = HashMap::new();
+        proxies.insert(origin.port(), addrs[0]);
+        for ((_, service), addr) in services.iter().zip(&addrs[1..]) {
+            proxies.insert(service.port(), *addr);
+        }
+        parent = Some(addrs[0]);
+        let dns = gateway.dns_addr();
+        levels.push(LevelHandle {
+            level: n,
+            gateway_ip: level_ip(n, 1),
+            proxies,
+            dns,
+            services: services.into_iter().collect(),
+            resolver: None,
+            running: Some(gateway),
+            server: Vec::new(),
+        });
+    }
+    Ok(Topology {
+        pki,
+        levels,
+        reports,
+        network: Network::Loopback,
+        net: None,
+        tls_port: origin.port(),
+    })
+}
+
+fn level_yaml(
+    spec: &LevelSpec,
+    parent: Option<SocketAddr>,
+    tls_port: u16,
+    services: &[(String, SocketAddr)],
+    cloud_dns: SocketAddr,
+) -> String {
+    let ip = level_ip(spec.level, 1);
+    let mut y = format!("level: {}\nlogLevel: info\n", spec.level);
+    let mut resolver = String::new();
+    match parent {
+        Some(parent) => {
+            y += &format!(
+                "parentIpAddr: {}\nparentPort: {}\n",
+                parent.ip(),
+                parent.port()
+            )
+        }
+        None => resolver += &format!("  upstream: [\"{cloud_dns}\"]\n"),
+    }
+    if !services.is_empty() {
+        resolver += "  hosts:\n";
+        for (name, addr) in services {
+            resolver += &format!("    {name}: {}\n", addr.ip());
+        }
+    }
+    if !resolver.is_empty() {
+        y += &format!("resolver:\n{resolver}");
+    }
+    y += "allowList:\n  domains:\n";
+    for pattern in &spec.allow {
+        y += &format!("    - {{destinationUrl: \"{pattern}\", destinationType: external}}\n");
+    }
+    for (name, addr) in services {
+        y += &format!(
+            "    - {{destinationUrl: \"{name}:{}\", destinationType: internal}}\n",
+            addr.port()
+        );
+    }
+    if !spec.sources.is_empty() {
+        y += "  sourceIpRange:\n";
+        for cidr in &spec.sources {
+            let (prefix, len) = cidr.split_once('/').unwrap_or((cidr, "32"));
+            y += &format!("    - {{addressPrefix: \"{prefix}\", prefixLen: {len}}}\n");
+        }
+    }
+    y += &format!(
+        "listeners:\n  - {{bind: \"{ip}:0\", protocol: tls, destinationPort: {tls_port}}}\n"
+    );
+    for (_, addr) in services {
+        y += &format!(
+            "  - {{bind: \"{ip}:0\", protocol: auto, destinationPort: {}}}\n",
+            addr.port()
+        );
+    }
+    y += &format!("dns: {{bind: \"{ip}:0\", answerIpv4: [{ip}]}}\n");
+    y
+}
+
+fn start_in_memory(
+    spec: TopologyBuilder,
+    pki: TestPki,
+    reports: Arc<Mutex<Vec<(u8, ConnReport)>>>,
+) -> Result<Topology, SimError> {
+    const TLS_PORT: u16 = 443;
+    let net = MemoryNetwork::new();
+    tls_origin_in_memory(&pki, &net, "cloud:443", "origin")?;
+    let mut levels = Vec::new();
+    let mut parent: Option<String> = None;
+    for spec_level in &spec.levels {
+        let n = spec_level.level;
+        let gateway = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, n, 0, 1)), TLS_PORT);
+        let mut builder = Allowlist::builder();
+        for pattern in &spec_level.allow {
+            builder = builder
+                .external(pattern)
+                .map_err(|e| SimError::Config(e.to_string()))?;
+        }
+        let mut services = HashMap::new();
+        for (i, name) in spec_level.services.iter().enumerate() {
+            let port = 8883 + i as u16;
+            tls_origin_in_memory(&pki, &net, &format!("{name}:{port}"), "internal")?;
+            builder = builder
+                .internal(name, port)
+                .map_err(|e| SimError::Config(e.to_string()))?;
+            services.insert(name.clone(), SocketAddr::new(gateway.ip(), port));
+        }
+        for cidr in &spec_level.sources {
+            let net = cidr
+                .parse()
+                .map_err(|e| SimError::Config(format!("{cidr}: {e}")))?;
+            builder = builder.source_range(net);
+        }
+        let allowlist: AllowlistHandle = builder.build().into();
+        let external = match &parent {
+            Some(parent) => Memory::to(&net, parent.clone()).from_addr(gateway),
+            None => Memory::to(&net, "cloud:443").from_addr(gateway),
+        };
+        let internal = Memory::by_target(&net).from_addr(gateway);
+        let mut proxies = HashMap::new();
+        let mut servers = Vec::new();
+        let ports: Vec<(u16, ListenerProtocol)> =
+            std::iter::once((TLS_PORT, ListenerProtocol::Tls))
+                .chain(
+                    services
+                        .values()
+                        .map(|a| (a.port(), ListenerProtocol::Auto)),
+                )
+                .collect();
+        for (port, protocol) in ports {
+            let settings = ProxySettings::new(protocol, port).level(n);
+            let proxy = Proxy::new(
+                allowlist.clone(),
+                external.clone(),
+                internal.clone(),
+                settings,
+            )
+            .with_observer(observer(n, &reports));
+            let server = ProxyServer::new(proxy, ConnLimits::default());
+            let name = format!("l{n}:{port}");
+            let listener = net
+                .bind(name.clone())
+                .map_err(|e| SimError::Bind(name, std::io::Error::other(e.to_string())))?;
+            let serving = server.clone();
+            let local = SocketAddr::new(gateway.ip(), port);
+            tokio::spawn(async move { serving.serve_memory(listener, local).await });
+            proxies.insert(port, local);
+            servers.push(server);
+        }
+        let resolver = RewriteResolver::new(
+            allowlist,
+            RewriteConfig::new(vec![Ipv4Addr::new(10, n, 0, 1)], vec![]),
+            Refuser,
+        );
+        parent = Some(format!("l{n}:{TLS_PORT}"));
+        levels.push(LevelHandle {
+            level: n,
+            gateway_ip: gateway.ip(),
+            proxies,
+            dns: None,
+            services,
+            resolver: Some(resolver),
+            running: None,
+            server: servers,
+        });
+    }
+    Ok(Topology {
+        pki,
+        levels,
+        reports,
+        network: Network::InMemory,
+        net: Some(net),
+        tls_port: TLS_PORT,
+    })
+}
+
+/// One running level.
+pub struct LevelHandle {
+    level: u8,
+    gateway_ip: IpAddr,
+    /// destination port → proxy listener address.
+    proxies: HashMap<u16, SocketAddr>,
+    dns: Option<SocketAddr>,
+    services: HashMap<String, SocketAddr>,
+    resolver: Option<RewriteResolver<Refuser>>,
+    running: Option<Gateway>,
+    server: Vec<ProxyServer>,
+}
+
+impl std::fmt::Debug for LevelHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LevelHandle")
+            .field("level", &self.level)
+            .field("proxies", &self.proxies)
+            .field("dns", &self.dns)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LevelHandle {
+    /// The level number.
+    pub fn level(&self) -> u8 {
+        self.level
+    }
+
+    /// The gateway's address (what its DNS answers for allowlisted names).
+    pub fn gateway_ip(&self) -> IpAddr {
+        self.gateway_ip
+    }
+
+    /// The proxy listener for TLS to the cloud (destination port of the cloud origin).
+    pub fn proxy(&self, port: u16) -> Option<SocketAddr> {
+        self.proxies.get(&port).copied()
+    }
+
+    /// The DNS server's address (loopback only).
+    pub fn dns(&self) -> Option<SocketAddr> {
+        self.dns
+    }
+
+    /// The port of the internal service `name` on this level.
+    pub fn service_port(&self, name: &str) -> Option<u16> {
+        self.services.get(name).map(SocketAddr::port)
+    }
+}
+
+/// A running topology: see [`Topology::builder`].
+pub struct Topology {
+    pki: TestPki,
+    levels: Vec<LevelHandle>,
+    reports: Arc<Mutex<Vec<(u8, ConnReport)>>>,
+    network: Network,
+    net: Option<MemoryNetwork>,
+    tls_port: u16,
+}
+
+impl std::fmt::Debug for Topology {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Topology")
+            .field("network", &self.network)
+            .field("levels", &self.levels)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Topology {
+    /// Starts describing a topology.
+    pub fn builder() -> TopologyBuilder {
+        TopologyBuilder::default()
+    }
+
+    /// The level numbered `level`.
+    pub fn level(&self, level: u8) -> Option<&LevelHandle> {
+        self.levels.iter().find(|l| l.level == level)
+    }
+
+    /// The levels, top down.
+    pub fn levels(&self) -> &[LevelHandle] {
+        &self.levels
+    }
+
+    /// The PKI of every origin (to trust it from other clients: curl, openssl).
+    pub fn pki(&self) -> &TestPki {
+        &self.pki
+    }
+
+    /// The destination port of TLS to the cloud.
+    pub fn tls_port(&self) -> u16 {
+        self.tls_port
+    }
+
+    /// A client on level `level`, using that level's gateway for DNS and proxying.
+    pub fn client(&self, level: u8) -> Result<Client<'_>, SimError> {
+        let handle = self
+            .level(level)
+            .ok_or_else(|| SimError::Config(format!("no level {level}")))?;
+        Ok(Client {
+            topology: self,
+            level: handle,
+        })
+    }
+
+    /// Every connection report so far, as (level, report), in completion order.
+    pub fn reports(&self) -> Vec<(u8, ConnReport)> {
+        self.reports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Removes and returns the reports so far.
+    pub fn take_reports(&self) -> Vec<(u8, ConnReport)> {
+        std::mem::take(&mut *self.reports.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Waits (up to `within`) until `n` reports are collected, and takes them.
+    pub async fn wait_reports(&self, n: usize, within: Duration) -> Vec<(u8, ConnReport)> {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.reports.lock().unwrap_or_else(|e| e.into_inner()).len() < n
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.take_reports()
+    }
+
+    /// Stops every level (draining open connections).
+    pub async fn shutdown(self) {
+        for level in self.levels {
+            if let Some(gateway) = level.running {
+                gateway.shutdown().await;
+            }
+            for server in level.server {
+                server.drain(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// A host of one level: resolves through its level's DNS and connects through its proxy.
+#[derive(Debug)]
+pub struct Client<'t> {
+    topology: &'t Topology,
+    level: &'t LevelHandle,
+}
+
+/// Something a client can talk TLS over.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+impl Client<'_> {
+    fn source(&self) -> SocketAddr {
+        match self.topology.network {
+            Network::Loopback => SocketAddr::new(level_ip(self.level.level, 100), 0),
+            Network::InMemory => SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::new(10, self.level.level, 0, 100)),
+                40_000,
+            ),
+        }
+    }
+
+    /// Resolves `name` (A) through the level's DNS: the addresses, or why not.
+    pub async fn resolve(&self, name: &str) -> Result<Vec<IpAddr>, SimError> {
+        let mut msg = MessageBuilder::new_vec();
+        msg.header_mut().set_id(0x5eed);
+        msg.header_mut().set_rd(true);
+        let mut question = msg.question();
+        let qname = DnsName::<Vec<u8>>::from_str(name)
+            .map_err(|e| SimError::Dns(format!("{name}: {e}")))?;
+        question
+            .push((qname, Rtype::A))
+            .map_err(|e| SimError::Dns(e.to_string()))?;
+        let query = question.finish();
+        let answer: Vec<u8> = match (&self.level.resolver, self.level.dns) {
+            (Some(resolver), _) => {
+                let query = Query::parse(Bytes::from(query))
+                    .map_err(|_| SimError::Dns("unparsable query".into()))?;
+                let request = DnsRequest {
+                    query,
+                    source: self.source(),
+                    transport: Transport::Udp,
+                };
+                let response = resolver
+                    .clone()
+                    .oneshot(request)
+                    .await
+                    .map_err(|e| match e {})?;
+                response.as_bytes().to_vec()
+            }
+            (None, Some(server)) => {
+                let socket = UdpSocket::bind(SocketAddr::new(self.source().ip(), 0))
+                    .await
+                    .map_err(|e| SimError::Io(e.to_string()))?;
+                socket
+                    .send_to(&query, server)
+                    .await
+                    .map_err(|e| SimError::Io(e.to_string()))?;
+                let mut buf = vec![0u8; 4096];
+                let n = tokio::time::timeout(Duration::from_secs(5), socket.recv(&mut buf))
+                    .await
+                    .map_err(|_| SimError::Dns(format!("no answer from {server}")))?
+                    .map_err(|e| SimError::Io(e.to_string()))?;
+                buf.truncate(n);
+                buf
+            }
+            (None, None) => return Err(SimError::Dns("this level has no DNS".into())),
+        };
+        let msg = Message::from_octets(answer).map_err(|_| SimError::Dns("short answer".into()))?;
+        let rcode = msg.header().rcode();
+        let mut ips = Vec::new();
+        if let Ok(section) = msg.answer() {
+            for record in section.limit_to::<domain::rdata::A>().flatten() {
+                ips.push(IpAddr::V4(record.data().addr()));
+            }
+        }
+        if ips.is_empty() {
+            return Err(SimError::Dns(format!("{name}: {rcode} with no address")));
+        }
+        Ok(ips)
+    }
+
+    async fn connect(&self, port: u16) -> Result<Box<dyn Io>, SimError> {
+        let proxy = self
+            .level
+            .proxy(port)
+            .ok_or_else(|| SimError::Config(format!("no listener for port {port}")))?;
+        match (&self.topology.net, self.topology.network) {
+            (Some(net), Network::InMemory) => {
+                let pipe = net
+                    .connect(&format!("l{}:{port}", self.level.level), self.source())
+                    .await
+                    .map_err(|e| SimError::Io(e.to_string()))?;
+                Ok(Box::new(pipe))
+            }
+            _ => {
+                let socket = TcpSocket::new_v4().map_err(|e| SimError::Io(e.to_string()))?;
+                socket
+                    .bind(self.source())
+                    .map_err(|e| SimError::Io(e.to_string()))?;
+                let tcp = socket
+                    .connect(proxy)
+                    .await
+                    .map_err(|e| SimError::Io(format!("{proxy}: {e}")))?;
+                Ok(Box::new(tcp))
+            }
+        }
+    }
+
+    /// `GET path` over TLS to `name`: resolved through the level's DNS (which must answer with
+    /// the gateway), then through the proxy. Returns the response body.
+    pub async fn https_get(&self, name: &str, path: &str) -> Result<String, SimError> {
+        let ips = self.resolve(name).await?;
+        if !ips.contains(&self.level.gateway_ip) {
+            return Err(SimError::Dns(format!(
+                "{name} resolved to {ips:?}, not to the gateway"
+            )));
+        }
+        self.https_get_via_proxy(name, self.topology.tls_port, path)
+            .await
+    }
+
+    /// `GET path` over TLS to `name` through the proxy listener for `port`, without asking DNS
+    /// (to see what the proxy itself decides).
+    pub async fn https_get_via_proxy(
+        &self,
+        name: &str,
+        port: u16,
+        path: &str,
+    ) -> Result<String, SimError> {
+        let io = self.connect(port).await?;
+        let connector = tokio_rustls::TlsConnector::from(self.topology.pki.client.clone());
+        let server_name =
+            ServerName::try_from(name.to_owned()).map_err(|e| SimError::Tls(e.to_string()))?;
+        let mut tls = connector
+            .connect(server_name, io)
+            .await
+            .map_err(|e| SimError::Tls(e.to_string()))?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n");
+        tls.write_all(request.as_bytes())
+            .await
+            .map_err(|e| SimError::Io(e.to_string()))?;
+        let mut response = Vec::new();
+        let _ = tls.read_to_end(&mut response).await;
+        let text = String::from_utf8_lossy(&response).into_owned();
+        Ok(text
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())
+            .unwrap_or(text))
+    }
+
+    /// `GET path` to the internal service `name` of this level, on its own port.
+    pub async fn internal_get(&self, name: &str, path: &str) -> Result<String, SimError> {
+        let port = self
+            .level
+            .service_port(name)
+            .ok_or_else(|| SimError::Config(format!("no internal service {name}")))?;
+        let ips = self.resolve(name).await?;
+        if !ips.contains(&self.level.gateway_ip) {
+            return Err(SimError::Dns(format!(
+                "{name} resolved to {ips:?}, not to the gateway"
+            )));
+        }
+        self.https_get_via_proxy(name, port, path).await
+    }
+}
