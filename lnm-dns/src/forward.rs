@@ -180,6 +180,7 @@ impl Forwarder {
                 }
             }
         }
+        metrics::counter!("lnm_dns_upstream_failures_total").increment(1);
         tracing::warn!(
             qname = query.qname(),
             upstreams = self.inner.upstreams.len(),

@@ -82,6 +82,12 @@ where
             request.source.ip(),
         );
         tracing::debug!(client = %request.source, qname = request.query.qname(), qtype = %request.query.qtype(), ?action, "dns query");
+        let outcome = match &action {
+            Action::Answer(_) => "rewritten",
+            Action::Forward => "forwarded",
+            Action::Refuse(_) => "refused",
+        };
+        metrics::counter!("lnm_dns_queries_total", "outcome" => outcome).increment(1);
         match action {
             Action::Answer(addrs) => Either::Left(ready(Ok(request.query.answer(
                 Rcode::NOERROR,

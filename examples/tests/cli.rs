@@ -1,0 +1,250 @@
+//! The binaries as users run them: `lnm-gateway --check`, `export-dns`, a running level with
+//! SIGHUP reload and SIGTERM drain, and the `purdue-demo` quick start.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const GATEWAY: &str = env!("CARGO_BIN_EXE_lnm-gateway");
+const DEMO: &str = env!("CARGO_BIN_EXE_purdue-demo");
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+fn temp(name: &str, text: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("lnm-cli-{}-{name}", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(GATEWAY).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_prints_the_effective_config() {
+    let config = repo("examples/configs/level3.yaml");
+    let (code, out, err) = run(&["--config", config.to_str().unwrap(), "--check"]);
+    assert_eq!(code, 0, "{err}");
+    for expected in [
+        "parentIpAddr",
+        "broker.l3.contoso.local:8883",
+        "shutdownDrain: 30s",
+        "answerIpv4",
+    ] {
+        assert!(out.contains(expected), "{expected} missing from\n{out}");
+    }
+}
+
+#[test]
+fn an_azure_lnm_custom_resource_runs_unchanged() {
+    let config = repo("lnm-policy/testdata/azure-level4.yaml");
+    let (code, out, err) = run(&["--config", config.to_str().unwrap(), "--check"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("enableArcDomains: true"), "{out}");
+    assert!(err.contains("`image` has no meaning for lnm"), "{err}");
+}
+
+#[test]
+fn bad_configs_exit_2_naming_file_key_and_line() {
+    let bad = temp(
+        "bad.yaml",
+        "level: 3\nallowList:\n  domains:\n    - {destinationUrl: a.example, destinationType: external, port: 1}\n",
+    );
+    let (code, _, err) = run(&["--config", bad.to_str().unwrap(), "--check"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("bad.yaml") && err.contains("`port`") && err.contains("line 4"),
+        "{err}"
+    );
+    let looped = temp(
+        "loop.yaml",
+        "parentIpAddr: 127.0.0.1\nlisteners: [{bind: \"127.0.0.1:8443\"}]\nparentPort: 8443\n",
+    );
+    let (code, _, err) = run(&["--config", looped.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("static loop"), "{err}");
+    let (code, _, err) = run(&["--config", "/nonexistent/lnm.yaml", "--check"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("/nonexistent/lnm.yaml"), "{err}");
+}
+
+#[test]
+fn export_dns_for_the_level_below() {
+    let config = repo("examples/configs/level3.yaml");
+    let (code, out, err) = run(&[
+        "export-dns",
+        "--config",
+        config.to_str().unwrap(),
+        "--format",
+        "dnsmasq",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("address=/*.blob.core.windows.net/10.3.0.1"),
+        "{out}"
+    );
+    assert!(
+        out.contains("host-record=management.azure.com,10.3.0.1"),
+        "{out}"
+    );
+    let (code, out, _) = run(&[
+        "export-dns",
+        "--config",
+        config.to_str().unwrap(),
+        "--format",
+        "coredns",
+    ]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(r#"match "^([a-z0-9_-]+\.)+blob\.core\.windows\.net\.$""#),
+        "{out}"
+    );
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Asks `server` for `name` A and returns the answer's addresses as text.
+fn dns_a(server: SocketAddr, name: &str) -> Vec<String> {
+    use domain::base::{Message, MessageBuilder, Name, Rtype};
+    use std::str::FromStr;
+    let mut msg = MessageBuilder::new_vec();
+    msg.header_mut().set_id(0x1234);
+    let mut q = msg.question();
+    q.push((Name::<Vec<u8>>::from_str(name).unwrap(), Rtype::A))
+        .unwrap();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    socket.send_to(&q.finish(), server).unwrap();
+    let mut buf = vec![0u8; 512];
+    let Ok(n) = socket.recv(&mut buf) else {
+        return vec![];
+    };
+    buf.truncate(n);
+    let answer = Message::from_octets(buf).unwrap();
+    answer
+        .answer()
+        .unwrap()
+        .limit_to::<domain::rdata::A>()
+        .map(|r| r.unwrap().data().addr().to_string())
+        .collect()
+}
+
+/// Kills the child if the test fails half-way.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+#[test]
+fn a_running_level_reloads_on_sighup_and_drains_on_sigterm() {
+    let (proxy, dns, admin) = (free_port(), free_port(), free_port());
+    let yaml = |name: &str| {
+        format!(
+            "level: 4\nlogLevel: info\nallowList:\n  domains:\n    - {{destinationUrl: {name}, destinationType: external}}\n\
+             listeners: [{{bind: \"127.0.0.1:{proxy}\", protocol: tls}}]\n\
+             dns: {{bind: \"127.0.0.1:{dns}\", answerIpv4: [127.0.0.1]}}\n\
+             admin: {{bind: \"127.0.0.1:{admin}\"}}\ntimeouts: {{shutdownDrain: 2s}}\n"
+        )
+    };
+    let config = temp("running.yaml", &yaml("first.example"));
+    let mut child = Running(
+        Command::new(GATEWAY)
+            .args(["--config", config.to_str().unwrap()])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    let admin_addr: SocketAddr = format!("127.0.0.1:{admin}").parse().unwrap();
+    let dns_addr: SocketAddr = format!("127.0.0.1:{dns}").parse().unwrap();
+    let started = Instant::now();
+    while !http_get(admin_addr, "/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+        assert!(started.elapsed() < Duration::from_secs(10), "never ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(dns_a(dns_addr, "first.example"), ["127.0.0.1"]);
+    assert!(dns_a(dns_addr, "second.example").is_empty());
+    let metrics = http_get(admin_addr, "/metrics").unwrap();
+    assert!(
+        metrics.contains("lnm_dns_queries_total{outcome=\"rewritten\"} 1"),
+        "{metrics}"
+    );
+
+    let pid = child.0.id().to_string();
+    std::fs::write(&config, yaml("second.example")).unwrap();
+    Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    let started = Instant::now();
+    while dns_a(dns_addr, "second.example").is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "reload not applied"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A broken file is rejected and the running configuration stays.
+    std::fs::write(&config, "allowList: [").unwrap();
+    Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(dns_a(dns_addr, "second.example"), ["127.0.0.1"]);
+
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let log = log.join().unwrap().join("\n");
+    assert!(log.contains("configuration reloaded"), "{log}");
+    assert!(
+        log.contains("reload rejected, the running configuration stays"),
+        "{log}"
+    );
+    assert!(log.contains("stopped"), "{log}");
+}
+
+#[test]
+fn purdue_demo_passes() {
+    let out = Command::new(DEMO).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("every expectation held"), "{stdout}");
+    assert!(!stdout.contains("[FAIL]"), "{stdout}");
+}
