@@ -1,7 +1,13 @@
-//! Runnable examples of lnm.
+//! Runnable lnm.
 //!
-//! - `examples/allowlist.rs`: load a level's configuration (an Azure IoT LNM custom resource or
-//!   the lnm format) and show what its allowlist decides for some names —
-//!   `cargo run -p lnm-examples --example allowlist -- [CONFIG] [NAME[:PORT] ...]`.
+//! Binaries:
+//! - `lnm-gateway`: runs one Purdue level from its configuration (`--config`, `--check`,
+//!   `export-dns`; SIGHUP reloads, SIGTERM drains);
+//! - `purdue-demo`: the quick start — a cloud origin and levels 4, 3, 2 on loopback, real
+//!   requests from level 2, a report of every decision at every level.
+//!
+//! Examples:
+//! - `allowlist`: what a configuration's allowlist decides for some names, and why;
+//! - `custom_hop`: a user-written `Hop` that reaches the parent through an HTTP CONNECT proxy.
 //!
 //! The files in `configs/` are complete level configurations to start from.
