@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs the real clients the interoperability tests drive (curl, openssl s_client, dig).
+# Installs what the interoperability and isolation tests drive: curl, openssl, dig, iproute2
+# (ip netns, ss).
 # Idempotent; needs root (CI is root) only when something is missing.
 set -euo pipefail
 missing=()
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v dig >/dev/null 2>&1 || missing+=(bind9-dnsutils)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

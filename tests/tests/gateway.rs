@@ -1,0 +1,103 @@
+//! A whole level from its configuration: reload swaps the allowlist for new connections while
+//! live ones keep running; the admin endpoint answers.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use lnm_policy::Config;
+use lnm_proxy::Gateway;
+use lnm_tests::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+fn config(allowed: &str, echo_port: u16, admin: bool) -> Config {
+    let admin = if admin {
+        "admin: {bind: \"127.0.0.1:0\"}\n"
+    } else {
+        ""
+    };
+    let yaml = format!(
+        "level: 4\nallowList:\n  domains:\n    - {{destinationUrl: {allowed}, destinationType: external}}\n\
+         listeners: [{{bind: \"127.0.0.1:0\", protocol: tls, destinationPort: {echo_port}}}]\n\
+         resolver: {{hosts: {{a.example: 127.0.0.1, b.example: 127.0.0.1}}}}\n{admin}"
+    );
+    Config::parse(&yaml, "gateway-test").unwrap().config
+}
+
+/// An origin that echoes everything back.
+async fn echo() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn reload_keeps_live_connections_and_applies_to_new_ones() {
+    init_logging();
+    let origin = echo().await;
+    let mut gateway = Gateway::start(&config("a.example", origin.port(), false), None)
+        .await
+        .unwrap();
+    let proxy = gateway.addrs()[0];
+
+    // A live connection for a.example: the hello is echoed back, then more bytes.
+    let hello = client_hello(Some(b"a.example"));
+    let mut live = TcpStream::connect(proxy).await.unwrap();
+    live.write_all(&hello).await.unwrap();
+    let mut back = vec![0u8; hello.len()];
+    live.read_exact(&mut back).await.unwrap();
+    assert_eq!(back, hello);
+
+    // Reload: only b.example now.
+    let pending = gateway.reload(config("b.example", origin.port(), false));
+    assert!(pending.is_empty(), "{pending:?}");
+
+    // The live connection still flows.
+    live.write_all(b"still here").await.unwrap();
+    let mut more = [0u8; 10];
+    live.read_exact(&mut more).await.unwrap();
+    assert_eq!(&more, b"still here");
+    // New connections follow the new allowlist.
+    assert_eq!(
+        first_reaction(proxy, &client_hello(Some(b"a.example"))).await,
+        lnm_proxy::Alert::UnrecognizedName.record()
+    );
+    let b = client_hello(Some(b"b.example"));
+    assert_eq!(first_reaction(proxy, &b).await, b);
+    drop(live);
+    assert_eq!(gateway.shutdown().await, 0);
+}
+
+#[tokio::test]
+async fn admin_endpoint_answers_health_and_readiness() {
+    init_logging();
+    let origin = echo().await;
+    let gateway = Gateway::start(&config("a.example", origin.port(), true), None)
+        .await
+        .unwrap();
+    let admin = gateway.admin_addr().unwrap();
+    let get = |path: &'static str| async move {
+        let mut s = TcpStream::connect(admin).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
+    assert!(get("/readyz").await.starts_with("HTTP/1.1 200"));
+    assert!(get("/nope").await.starts_with("HTTP/1.1 404"));
+    assert!(get("/metrics").await.starts_with("HTTP/1.1 200"));
+    tokio::time::timeout(Duration::from_secs(5), gateway.shutdown())
+        .await
+        .unwrap();
+}
