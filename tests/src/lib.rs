@@ -19,8 +19,9 @@ use lnm_core::Hop;
 use lnm_core::hop::{Internal, MemoryNetwork};
 use lnm_policy::AllowlistHandle;
 use lnm_policy::config::ListenerProtocol;
+use lnm_proxy::sim::{self, TestPki};
 use lnm_proxy::{ConnLimits, Proxy, ProxyServer, ProxySettings};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -50,74 +51,25 @@ pub fn init_logging() {
     });
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+/// The test PKI of lnm's simulation module: a CA and a certificate for some names.
+pub type Pki = TestPki;
+
+/// A CA and a certificate for `names` (wildcards allowed).
+pub fn pki(names: &[&str]) -> Pki {
+    TestPki::new(names).expect("test PKI")
 }
 
-/// A test CA and one server certificate for a set of names (wildcards allowed).
-pub struct Pki {
-    pub ca_pem: String,
-    pub server: Arc<rustls::ServerConfig>,
-    pub client: Arc<rustls::ClientConfig>,
+/// A TLS origin on loopback answering `"{label} sni={sni} path={path}"` (see
+/// [`lnm_proxy::sim::tls_origin`]).
+pub async fn tls_origin(pki: &Pki, label: &'static str) -> SocketAddr {
+    sim::tls_origin(pki, "127.0.0.1:0".parse().expect("address"), label)
+        .await
+        .expect("origin")
 }
 
-impl Pki {
-    pub fn new(names: &[&str]) -> Pki {
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "lnm test CA");
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let leaf_key = rcgen::KeyPair::generate().unwrap();
-        let leaf = rcgen::CertificateParams::new(names)
-            .unwrap()
-            .signed_by(&leaf_key, &ca, &ca_key)
-            .unwrap();
-
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
-        let chain: Vec<CertificateDer<'static>> = vec![leaf.der().clone(), ca.der().clone()];
-        let server = rustls::ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .unwrap();
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(ca.der().clone()).unwrap();
-        let client = rustls::ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Pki {
-            ca_pem: ca.pem(),
-            server: Arc::new(server),
-            client: Arc::new(client),
-        }
-    }
-
-    /// A client config that sends no SNI at all.
-    pub fn client_without_sni(&self) -> Arc<rustls::ClientConfig> {
-        let mut config = (*self.client).clone();
-        config.enable_sni = false;
-        Arc::new(config)
-    }
-}
-
-/// Reads an HTTP/1.x request head (up to the blank line) and returns it as text.
-async fn read_head<S: AsyncRead + Unpin>(s: &mut S) -> String {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") && head.len() < 16384 {
-        match s.read(&mut byte).await {
-            Ok(1) => head.push(byte[0]),
-            _ => break,
-        }
-    }
-    String::from_utf8_lossy(&head).into_owned()
+/// The same TLS origin on an in-memory network.
+pub fn tls_origin_in_memory(pki: &Pki, net: &MemoryNetwork, addr: &str, label: &'static str) {
+    sim::tls_origin_in_memory(pki, net, addr, label).expect("origin");
 }
 
 fn respond(body: &str) -> Vec<u8> {
@@ -126,61 +78,6 @@ fn respond(body: &str) -> Vec<u8> {
         body.len()
     )
     .into_bytes()
-}
-
-async fn serve_tls_origin<S>(tls: tokio_rustls::server::TlsStream<S>, label: &'static str)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut tls = tls;
-    let sni = tls.get_ref().1.server_name().unwrap_or("-").to_owned();
-    let head = read_head(&mut tls).await;
-    let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
-    let body = if let Some(size) = path.strip_prefix("/bytes/") {
-        "x".repeat(size.parse().unwrap_or(0))
-    } else {
-        format!("{label} sni={sni} path={path}")
-    };
-    let _ = tls.write_all(&respond(&body)).await;
-    let _ = tls.shutdown().await;
-}
-
-/// A TLS origin on loopback answering every request with `"{label} sni={sni} path={path}"`
-/// (or `n` bytes of `x` for `/bytes/n`).
-pub async fn tls_origin(pki: &Pki, label: &'static str) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(pki.server.clone());
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                return;
-            };
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                if let Ok(tls) = acceptor.accept(tcp).await {
-                    serve_tls_origin(tls, label).await;
-                }
-            });
-        }
-    });
-    addr
-}
-
-/// The same TLS origin, bound on an in-memory network.
-pub fn tls_origin_in_memory(pki: &Pki, net: &MemoryNetwork, addr: &str, label: &'static str) {
-    let mut listener = net.bind(addr).unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(pki.server.clone());
-    tokio::spawn(async move {
-        while let Some((pipe, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                if let Ok(tls) = acceptor.accept(pipe).await {
-                    serve_tls_origin(tls, label).await;
-                }
-            });
-        }
-    });
 }
 
 /// A plain HTTP origin answering `"http-origin host={Host}"`.
@@ -193,7 +90,7 @@ pub async fn http_origin() -> SocketAddr {
                 return;
             };
             tokio::spawn(async move {
-                let head = read_head(&mut tcp).await;
+                let head = sim::read_request_head(&mut tcp).await;
                 let host = head
                     .lines()
                     .find_map(|l| {

@@ -30,7 +30,7 @@ struct Setup {
 
 async fn setup(tag: &str) -> Setup {
     init_logging();
-    let pki = Pki::new(&[
+    let pki = pki(&[
         "management.azure.com",
         "*.blob.core.windows.net",
         "evil.example.com",

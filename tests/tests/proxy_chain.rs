@@ -48,7 +48,7 @@ struct Chain {
 /// client → L3 (Parent) → L4 (Direct, resolving everything to loopback) → origin.
 async fn chain() -> Chain {
     init_logging();
-    let pki = Pki::new(CERT_NAMES);
+    let pki = pki(CERT_NAMES);
     let origin = tls_origin(&pki, "origin").await;
     let port = origin.port();
     let l4 = level(
@@ -165,7 +165,7 @@ async fn ip_literal_and_garbage_hellos_are_refused() {
 #[tokio::test]
 async fn a_source_outside_the_range_is_refused_before_reading() {
     init_logging();
-    let pki = Pki::new(CERT_NAMES);
+    let pki = pki(CERT_NAMES);
     let origin = tls_origin(&pki, "origin").await;
     let only_l2: AllowlistHandle = Allowlist::builder()
         .external("management.azure.com")
@@ -242,7 +242,7 @@ async fn http_is_routed_by_host() {
 #[tokio::test]
 async fn internal_destination_on_its_own_port_only() {
     init_logging();
-    let pki = Pki::new(CERT_NAMES);
+    let pki = pki(CERT_NAMES);
     let broker = tls_origin(&pki, "broker").await;
     let origin = tls_origin(&pki, "origin").await;
     let allow: AllowlistHandle = Allowlist::builder()
@@ -293,7 +293,7 @@ async fn internal_destination_on_its_own_port_only() {
 #[tokio::test]
 async fn the_same_chain_runs_in_process_over_memory_hops() {
     init_logging();
-    let pki = Pki::new(CERT_NAMES);
+    let pki = pki(CERT_NAMES);
     let net = MemoryNetwork::new();
     for name in [
         "management.azure.com:443",

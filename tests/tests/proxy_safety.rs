@@ -106,7 +106,7 @@ async fn per_source_and_total_limits() {
 #[tokio::test]
 async fn slow_clients_are_cut_at_the_sniff_timeout_and_others_are_served() {
     init_logging();
-    let pki = Pki::new(&["management.azure.com"]);
+    let pki = pki(&["management.azure.com"]);
     let origin = tls_origin(&pki, "origin").await;
     let settings = tls_settings(origin.port()).sniff_timeout(Duration::from_millis(300));
     let (addr, server) = server_with(ConnLimits::default(), settings).await;

@@ -31,7 +31,7 @@ mod origin;
 mod pki;
 mod topology;
 
-pub use origin::{tls_origin, tls_origin_in_memory};
+pub use origin::{read_request_head, tls_origin, tls_origin_in_memory};
 pub use pki::TestPki;
 pub use topology::{Client, LevelHandle, LevelSpec, Network, Topology, TopologyBuilder};
 

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use super::{SimError, TestPki};
 
 /// Reads an HTTP/1.x request head (up to the blank line, at most 16 KiB).
-pub(crate) async fn read_head<S: AsyncRead + Unpin>(s: &mut S) -> String {
+pub async fn read_request_head<S: AsyncRead + Unpin>(s: &mut S) -> String {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") && head.len() < 16384 {
@@ -29,7 +29,7 @@ where
 {
     let mut tls = tls;
     let sni = tls.get_ref().1.server_name().unwrap_or("-").to_owned();
-    let head = read_head(&mut tls).await;
+    let head = read_request_head(&mut tls).await;
     let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
     let body = match path.strip_prefix("/bytes/").map(str::parse::<usize>) {
         Some(Ok(n)) => "x".repeat(n.min(1 << 30)),
