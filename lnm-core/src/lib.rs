@@ -20,6 +20,7 @@
 //! - `hop/`: the [`Hop`] trait (`mod.rs`), [`Stream`], one file per built-in hop, `service.rs`
 //! - `resolve/`: [`Resolve`], [`SystemResolver`], [`StaticHosts`], [`UpstreamResolver`]
 //! - `own.rs`: [`OwnAddrs`]
+//! - `proxy_header.rs`: PROXY protocol v2 between gateways (client address, hop count)
 //! - `error.rs`: [`Error`]
 //!
 //! # Example
@@ -43,6 +44,7 @@ mod error;
 pub mod hop;
 mod name;
 mod own;
+pub mod proxy_header;
 mod resolve;
 mod target;
 

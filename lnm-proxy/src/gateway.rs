@@ -323,7 +323,8 @@ fn external_hop(config: &Config, own: &OwnAddrs) -> Arc<dyn Hop> {
         return Arc::new(
             Parent::new(addrs)
                 .connect_timeout(connect_timeout)
-                .own_addrs(own.clone()),
+                .own_addrs(own.clone())
+                .send_proxy_protocol(config.proxy_protocol.send),
         );
     }
     let hosts: StaticHosts = config

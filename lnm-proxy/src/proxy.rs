@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use lnm_core::proxy_header::{Decoded, ProxyHeader};
 use lnm_core::{ConnInfo, Hop, Name, Protocol, Stream, Target};
 use lnm_policy::config::ListenerProtocol;
 use lnm_policy::{AllowlistHandle, Decision, PolicyService, Reason, Request, Route};
@@ -27,6 +28,8 @@ pub struct ConnReport {
     pub client: SocketAddr,
     /// Where it arrived.
     pub local: SocketAddr,
+    /// How many lnm gateways it passed before this one (from a child's PROXY v2 header).
+    pub hops: u8,
     /// TLS, HTTP, or unknown when sniffing failed early.
     pub protocol: Protocol,
     /// The sniffed server name (lossy text, for logs), if any.
@@ -67,6 +70,13 @@ pub enum Outcome {
     ReadError(String),
     /// Allowed, but the next hop could not be reached.
     ConnectFailed(String),
+    /// A child gateway's PROXY v2 header was missing or invalid.
+    BadProxyHeader(&'static str),
+    /// The connection already passed `limits.maxHops` gateways: a loop, or a chain too long.
+    TooManyHops {
+        /// Gateways passed before this one.
+        hops: u8,
+    },
 }
 
 impl Outcome {
@@ -92,6 +102,8 @@ impl Outcome {
             Outcome::SniffTimeout => "sniff_timeout",
             Outcome::ReadError(_) => "read_error",
             Outcome::ConnectFailed(_) => "connect_failed",
+            Outcome::BadProxyHeader(_) => "bad_proxy_header",
+            Outcome::TooManyHops { .. } => "too_many_hops",
         }
     }
 }
@@ -107,6 +119,11 @@ impl fmt::Display for Outcome {
             Outcome::SniffTimeout => f.write_str("no complete hello within the sniff timeout"),
             Outcome::ReadError(e) => write!(f, "reading the hello failed: {e}"),
             Outcome::ConnectFailed(e) => write!(f, "next hop unreachable: {e}"),
+            Outcome::BadProxyHeader(e) => write!(f, "child gateway's PROXY header rejected: {e}"),
+            Outcome::TooManyHops { hops } => write!(
+                f,
+                "refused after {hops} gateways: a loop between gateways, or a chain longer than maxHops"
+            ),
         }
     }
 }
@@ -198,6 +215,7 @@ impl Proxy {
         let mut report = ConnReport {
             client,
             local,
+            hops: 0,
             protocol: Protocol::Unknown,
             server_name: None,
             port: self.settings.destination_port,
@@ -219,7 +237,41 @@ impl Proxy {
     }
 
     async fn handle(&self, io: &mut Stream, report: &mut ConnReport) {
-        // Before reading anything: is this client allowed to use the gateway at all?
+        let mut buf: Vec<u8> = Vec::with_capacity(FIRST_READ);
+        // A child gateway starts with a PROXY v2 header: the original client and the hop count.
+        let peer = report.client.ip().to_canonical();
+        if self
+            .settings
+            .proxy_protocol_from
+            .iter()
+            .any(|net| net.contains(&peer))
+        {
+            let reading = read_proxy_header(io, &mut buf);
+            match tokio::time::timeout(self.settings.sniff_timeout, reading).await {
+                Ok(Ok(header)) => {
+                    report.client = header.client;
+                    report.hops = header.hops;
+                }
+                Ok(Err(outcome)) => {
+                    report.outcome = outcome;
+                    return;
+                }
+                Err(_) => {
+                    report.outcome = Outcome::SniffTimeout;
+                    return;
+                }
+            }
+        }
+        if report.hops >= self.settings.max_hops {
+            report.outcome = Outcome::TooManyHops { hops: report.hops };
+            tracing::warn!(client = %report.client, hops = report.hops, max_hops = self.settings.max_hops,
+                "connection refused: it went round a loop of gateways or through too many");
+            let line = "lnm: too many gateways (loop)";
+            self.refuse(io, report, Alert::AccessDenied, 508, "Loop Detected", line)
+                .await;
+            return;
+        }
+        // Before reading the hello: is this client allowed to use the gateway at all?
         if !self.allowlist.source_allowed(report.client.ip()) {
             report.outcome = Outcome::Denied(Reason::SourceNotAllowed);
             self.refuse(
@@ -234,7 +286,6 @@ impl Proxy {
             return;
         }
 
-        let mut buf: Vec<u8> = Vec::with_capacity(FIRST_READ);
         let sniffed =
             match tokio::time::timeout(self.settings.sniff_timeout, self.sniff(io, &mut buf)).await
             {
@@ -312,6 +363,7 @@ impl Proxy {
         let target = Target::new(name.clone(), report.port);
         let info = ConnInfo::new(report.client, report.local)
             .with_level(self.settings.level)
+            .with_hops(report.hops)
             .with_sniffed(sniffed.protocol, Some(name));
         let hop = match allowed.route {
             Route::Internal => &self.internal,
@@ -375,19 +427,24 @@ impl Proxy {
             .settings
             .max_client_hello
             .max(self.settings.max_http_head);
+        // Bytes may be buffered already (after a PROXY header): look at them before reading.
+        let mut buffered = !buf.is_empty();
         loop {
-            if buf.len() == buf.capacity() {
-                // Double, but never past the cap (plus one byte, so the sniffer sees the excess).
-                let room = cap.saturating_sub(buf.len()).max(1);
-                buf.reserve(buf.len().max(FIRST_READ).min(room));
+            if !buffered {
+                if buf.len() == buf.capacity() {
+                    // Double, but never past the cap (plus one byte, so the sniffer sees the excess).
+                    let room = cap.saturating_sub(buf.len()).max(1);
+                    buf.reserve(buf.len().max(FIRST_READ).min(room));
+                }
+                let n = io
+                    .read_buf(buf)
+                    .await
+                    .map_err(|e| Outcome::ReadError(e.to_string()))?;
+                if n == 0 {
+                    return Err(Outcome::BadHello(SniffError::Truncated { len: buf.len() }));
+                }
             }
-            let n = io
-                .read_buf(buf)
-                .await
-                .map_err(|e| Outcome::ReadError(e.to_string()))?;
-            if n == 0 {
-                return Err(Outcome::BadHello(SniffError::Truncated { len: buf.len() }));
-            }
+            buffered = false;
             let is_tls = match self.settings.protocol {
                 ListenerProtocol::Tls => true,
                 ListenerProtocol::Http => false,
@@ -457,6 +514,37 @@ impl Proxy {
     }
 }
 
+/// Reads a child gateway's PROXY v2 header into `buf` and removes it, leaving the client's
+/// bytes that followed it.
+async fn read_proxy_header<R: AsyncRead + Unpin>(
+    io: &mut R,
+    buf: &mut Vec<u8>,
+) -> Result<ProxyHeader, Outcome> {
+    loop {
+        match ProxyHeader::decode(buf) {
+            Decoded::Done { header, len } => {
+                buf.drain(..len);
+                return Ok(header);
+            }
+            Decoded::Invalid(why) => return Err(Outcome::BadProxyHeader(why)),
+            Decoded::NeedMore => {}
+        }
+        if buf.len() >= lnm_core::proxy_header::MAX_HEADER {
+            return Err(Outcome::BadProxyHeader("PROXY header too long"));
+        }
+        buf.reserve(FIRST_READ);
+        let n = io
+            .read_buf(buf)
+            .await
+            .map_err(|e| Outcome::ReadError(e.to_string()))?;
+        if n == 0 {
+            return Err(Outcome::BadProxyHeader(
+                "connection closed inside the PROXY header",
+            ));
+        }
+    }
+}
+
 fn guess_protocol(listener: ListenerProtocol, buf: &[u8]) -> Protocol {
     match listener {
         ListenerProtocol::Tls => Protocol::Tls,
@@ -501,14 +589,14 @@ fn log(r: &ConnReport) {
     let ms = r.duration.as_secs_f64() * 1000.0;
     if r.outcome.is_allowed() {
         tracing::info!(
-            client = %r.client, local = %r.local, protocol = %r.protocol, sni = name, port = r.port,
+            client = %r.client, local = %r.local, hops = r.hops, protocol = %r.protocol, sni = name, port = r.port,
             decision = "allow", reason = r.outcome.as_str(), route, rule,
             bytes_up = r.bytes_up, bytes_down = r.bytes_down, duration_ms = %format_args!("{ms:.3}"),
             "{}", r.outcome
         );
     } else {
         tracing::info!(
-            client = %r.client, local = %r.local, protocol = %r.protocol, sni = name, port = r.port,
+            client = %r.client, local = %r.local, hops = r.hops, protocol = %r.protocol, sni = name, port = r.port,
             decision = "deny", reason = r.outcome.as_str(), route, rule,
             bytes_up = r.bytes_up, bytes_down = r.bytes_down, duration_ms = %format_args!("{ms:.3}"),
             "{}", r.outcome

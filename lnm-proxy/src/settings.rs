@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use ipnet::IpNet;
+
 use lnm_policy::config::{Config, ListenerConfig, ListenerProtocol};
 
 use crate::sniff::{DEFAULT_MAX_CLIENT_HELLO, MAX_HTTP_HEAD};
@@ -26,6 +28,10 @@ pub struct ProxySettings {
     pub max_client_hello: usize,
     /// The largest HTTP request head buffered.
     pub max_http_head: usize,
+    /// Peers (child gateways) that must start with a PROXY v2 header; empty: none.
+    pub proxy_protocol_from: Vec<IpNet>,
+    /// Connections that already passed this many gateways are refused (loop protection).
+    pub max_hops: u8,
 }
 
 impl ProxySettings {
@@ -41,6 +47,8 @@ impl ProxySettings {
             idle_timeout: Duration::from_secs(3600),
             max_client_hello: DEFAULT_MAX_CLIENT_HELLO,
             max_http_head: MAX_HTTP_HEAD,
+            proxy_protocol_from: Vec::new(),
+            max_hops: 8,
         }
     }
 
@@ -57,6 +65,12 @@ impl ProxySettings {
             idle_timeout: config.timeouts.idle,
             max_client_hello: config.limits.max_client_hello,
             max_http_head: MAX_HTTP_HEAD,
+            proxy_protocol_from: if config.proxy_protocol.accept {
+                config.proxy_protocol.accept_from.clone()
+            } else {
+                Vec::new()
+            },
+            max_hops: config.limits.max_hops,
         }
     }
 
@@ -81,6 +95,18 @@ impl ProxySettings {
     /// Sets the idle timeout.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
+        self
+    }
+
+    /// Requires a PROXY v2 header from peers in `from` (child gateways).
+    pub fn accept_proxy_protocol(mut self, from: Vec<IpNet>) -> Self {
+        self.proxy_protocol_from = from;
+        self
+    }
+
+    /// Sets the hop limit.
+    pub fn max_hops(mut self, max_hops: u8) -> Self {
+        self.max_hops = max_hops;
         self
     }
 

@@ -7,7 +7,15 @@ use async_trait::async_trait;
 
 use super::connect::connect_first;
 use super::direct::DEFAULT_CONNECT_TIMEOUT;
+use crate::proxy_header::ProxyHeader;
 use crate::{ConnInfo, Error, Hop, OwnAddrs, Stream, Target};
+use tokio::io::AsyncWriteExt;
+
+fn stream_peer(stream: &tokio::net::TcpStream) -> SocketAddr {
+    stream
+        .peer_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+}
 
 /// Forwards every connection to the parent gateway, whatever its target name: the parent sniffs
 /// the same bytes again and makes its own decision.
@@ -21,6 +29,7 @@ pub struct Parent {
     addrs: Vec<SocketAddr>,
     own: OwnAddrs,
     connect_timeout: Duration,
+    proxy_protocol: bool,
 }
 
 impl Parent {
@@ -30,6 +39,7 @@ impl Parent {
             addrs: addrs.into_iter().collect(),
             own: OwnAddrs::new(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            proxy_protocol: false,
         }
     }
 
@@ -45,6 +55,14 @@ impl Parent {
         self
     }
 
+    /// Starts every connection with a PROXY protocol v2 header carrying the original client and
+    /// the hop count plus one (see [`crate::proxy_header`]); the parent must be configured to
+    /// accept it from this gateway.
+    pub fn send_proxy_protocol(mut self, send: bool) -> Self {
+        self.proxy_protocol = send;
+        self
+    }
+
     /// The parent addresses (port 0: the target's port).
     pub fn addrs(&self) -> &[SocketAddr] {
         &self.addrs
@@ -53,7 +71,7 @@ impl Parent {
 
 #[async_trait]
 impl Hop for Parent {
-    async fn connect(&self, target: &Target, _info: &ConnInfo) -> Result<Stream, Error> {
+    async fn connect(&self, target: &Target, info: &ConnInfo) -> Result<Stream, Error> {
         if self.addrs.is_empty() {
             return Err(Error::NoDestination { hop: "parent" });
         }
@@ -75,7 +93,21 @@ impl Hop for Parent {
             });
         }
         let what = format!("parent gateway for {target}");
-        let stream = connect_first(&what, &addrs, None, self.connect_timeout).await?;
+        let mut stream = connect_first(&what, &addrs, None, self.connect_timeout).await?;
+        if self.proxy_protocol {
+            let header = ProxyHeader {
+                client: info.client,
+                destination: info.local,
+                hops: info.hops.saturating_add(1),
+            };
+            let peer = stream_peer(&stream);
+            let fail = |e: std::io::Error| Error::Connect {
+                target: what.clone(),
+                attempts: vec![(peer, e)],
+            };
+            let bytes = header.encode().map_err(&fail)?;
+            stream.write_all(&bytes).await.map_err(fail)?;
+        }
         Ok(Stream::Tcp(stream))
     }
 }

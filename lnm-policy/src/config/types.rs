@@ -384,12 +384,16 @@ pub struct AdminConfig {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct ProxyProtocolConfig {
-    /// Send a PROXY v2 header to the parent.
+    /// Send a PROXY v2 header (original client, hop count) to the parent.
     #[serde(default)]
     pub send: bool,
-    /// Accept PROXY v2 headers from child gateways.
+    /// Require a PROXY v2 header from the child gateways listed in `acceptFrom`.
     #[serde(default)]
     pub accept: bool,
+    /// The child gateways' addresses (CIDRs such as `10.2.0.1/32`); connections from anywhere
+    /// else never have a header read (a client cannot claim another address).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accept_from: Vec<IpNet>,
 }
 
 /// `limits`.
@@ -578,6 +582,15 @@ impl Config {
                     ));
                 }
             }
+        }
+        if self.proxy_protocol.accept && self.proxy_protocol.accept_from.is_empty() {
+            return Err((
+                "proxyProtocol.acceptFrom".into(),
+                "list the child gateways whose PROXY headers are trusted".into(),
+            ));
+        }
+        if self.limits.max_hops == 0 {
+            return Err(("limits.maxHops".into(), "must be at least 1".into()));
         }
         if let Some(dns) = &self.dns {
             if dns.answer_ipv4.is_empty() && dns.answer_ipv6.is_empty() {
