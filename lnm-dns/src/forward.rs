@@ -95,7 +95,9 @@ struct Inner {
     cache: Mutex<Cache>,
 }
 
-/// Forwards queries upstream (see the [module docs](self)). Cloning shares sockets and cache.
+/// Forwards queries upstream: a small pool of UDP sockets per upstream (random ports and IDs),
+/// TCP retry on truncation, upstreams in order, a bounded cache honouring TTLs (negative answers
+/// included). Cloning shares sockets and cache.
 #[derive(Debug, Clone)]
 pub struct Forwarder {
     inner: Arc<Inner>,

@@ -32,7 +32,14 @@ struct Listener {
     server: ProxyServer,
 }
 
-/// One level, bound and serving.
+/// One level, bound and serving: proxy listeners, DNS rewrite server and admin endpoint
+/// sharing one allowlist.
+///
+/// [`Gateway::reload`] applies a new configuration without touching live connections: the
+/// allowlist is swapped atomically (DNS and proxy alike), and each listener hands its new
+/// connections to a proxy built from the new settings and hops. Changing what is bound
+/// (listener or DNS addresses, DNS answers or upstreams, the admin address) or the connection
+/// limits needs a restart and is reported as such.
 pub struct Gateway {
     config: Config,
     allowlist: AllowlistHandle,
@@ -169,7 +176,7 @@ impl GatewayBuilder<'_> {
 }
 
 impl Gateway {
-    /// Applies `new` to the running gateway (see the [module docs](self)). Returns what could
+    /// Applies `new` to the running gateway (see [`Gateway`]). Returns what could
     /// not be applied without a restart (empty: everything was applied).
     pub fn reload(&mut self, new: Config) -> Vec<String> {
         let mut needs_restart = Vec::new();
