@@ -53,6 +53,18 @@ pub enum Error {
         /// The address that is ours.
         addr: SocketAddr,
     },
+    /// The name resolved to an address the top level never dials (loopback, link-local,
+    /// metadata services, configured private ranges): a confused-deputy attempt, or a DNS
+    /// mistake.
+    #[error(
+        "refusing {target}: it resolves to {addr}, a refused destination range (loopback, link-local or configured)"
+    )]
+    RefusedDestination {
+        /// The target.
+        target: Target,
+        /// The refused address.
+        addr: SocketAddr,
+    },
     /// The [`Internal`](crate::hop::Internal) hop has no address for the name.
     #[error("no internal destination is configured for {name}")]
     UnknownInternal {

@@ -347,11 +347,14 @@ fn external_hop(config: &Config, own: &OwnAddrs) -> Arc<dyn Hop> {
                 .with_timeout(connect_timeout.min(Duration::from_secs(2))),
         ),
     };
-    Arc::new(
-        Direct::with_resolver(resolver)
-            .connect_timeout(connect_timeout)
-            .own_addrs(own.clone()),
-    )
+    let mut direct = Direct::with_resolver(resolver)
+        .connect_timeout(connect_timeout)
+        .own_addrs(own.clone())
+        .trust_names(config.resolver.hosts.keys().cloned());
+    if let Some(ranges) = &config.resolver.refused_ranges {
+        direct = direct.refused_ranges(ranges.iter().copied());
+    }
+    Arc::new(direct)
 }
 
 fn internal_hop(config: &Config) -> Internal {

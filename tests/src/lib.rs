@@ -38,6 +38,12 @@ impl lnm_core::Resolve for Loopback {
     }
 }
 
+/// A top-level hop for tests where "the internet" is this host: resolves everything to
+/// 127.0.0.1, with the confused-deputy guard (which refuses loopback) turned off.
+pub fn loopback_direct() -> lnm_core::hop::Direct {
+    lnm_core::hop::Direct::with_resolver(Loopback).refused_ranges([])
+}
+
 /// Logs to the test output once per binary (`RUST_LOG` picks the level; default `info`).
 pub fn init_logging() {
     static ONCE: Once = Once::new();

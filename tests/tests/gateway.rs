@@ -101,3 +101,49 @@ async fn admin_endpoint_answers_health_and_readiness() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn the_top_level_is_no_confused_deputy() {
+    init_logging();
+    // A service on the gateway host's loopback that must not be reachable through it.
+    let local_service = echo().await;
+    // "Public" DNS that an attacker controls: every *.example.com points at loopback.
+    let evil_dns = lnm_dns::RewriteResolver::new(
+        lnm_policy::Allowlist::builder()
+            .external("*.example.com")
+            .unwrap()
+            .build()
+            .into(),
+        lnm_dns::RewriteConfig::new(vec!["127.0.0.1".parse().unwrap()], vec![]),
+        lnm_dns::Refuser,
+    );
+    let (udp, tcp) = lnm_dns::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let dns = udp.local_addr().unwrap();
+    let server = lnm_dns::DnsServer::new(evil_dns, lnm_dns::DnsLimits::default());
+    tokio::spawn(async move { server.serve(udp, tcp).await });
+
+    let gateway = |guard: &str| {
+        let yaml = format!(
+            "level: 4\nallowList:\n  domains:\n    - {{destinationUrl: \"*.example.com\", destinationType: external}}\n\
+             listeners: [{{bind: \"127.0.0.1:0\", protocol: tls, destinationPort: {}}}]\n\
+             resolver: {{upstream: [\"{dns}\"]{guard}}}\n",
+            local_service.port()
+        );
+        Config::parse(&yaml, "deputy").unwrap().config
+    };
+    let hello = client_hello(Some(b"metadata.example.com"));
+    let guarded = Gateway::start(&gateway(""), None).await.unwrap();
+    let reaction = first_reaction(guarded.addrs()[0], &hello).await;
+    assert_eq!(
+        reaction,
+        lnm_proxy::Alert::InternalError.record(),
+        "refused, not dialled"
+    );
+    guarded.shutdown().await;
+    // Control: with the guard turned off the same hello reaches the loopback service.
+    let open = Gateway::start(&gateway(", refusedRanges: []"), None)
+        .await
+        .unwrap();
+    assert_eq!(first_reaction(open.addrs()[0], &hello).await, hello);
+    open.shutdown().await;
+}

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::Stdio;
 
-use lnm_core::hop::{Direct, Parent};
+use lnm_core::hop::Parent;
 use lnm_policy::config::ListenerProtocol;
 use lnm_policy::{Allowlist, AllowlistHandle};
 use lnm_proxy::ProxySettings;
@@ -40,7 +40,7 @@ async fn setup(tag: &str) -> Setup {
     let origin = tls_origin(&pki, "origin").await;
     let l4 = level(
         allowlist(),
-        Direct::with_resolver(Loopback),
+        loopback_direct(),
         no_internal(),
         tls_settings(origin.port()).level(4),
     )
@@ -56,7 +56,7 @@ async fn setup(tag: &str) -> Setup {
     let http_settings = |p| ProxySettings::new(ListenerProtocol::Http, p);
     let h4 = level(
         allowlist(),
-        Direct::with_resolver(Loopback),
+        loopback_direct(),
         no_internal(),
         http_settings(web.port()),
     )

@@ -5,7 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use lnm_core::hop::{Direct, Internal, Memory, MemoryNetwork, Parent};
+use lnm_core::hop::{Internal, Memory, MemoryNetwork, Parent};
 use lnm_policy::config::ListenerProtocol;
 use lnm_policy::{Allowlist, AllowlistHandle};
 use lnm_proxy::{Alert, ConnLimits, Proxy, ProxyServer, ProxySettings};
@@ -53,7 +53,7 @@ async fn chain() -> Chain {
     let port = origin.port();
     let l4 = level(
         allowlist(&[]),
-        Direct::with_resolver(Loopback),
+        loopback_direct(),
         no_internal(),
         tls_settings(port).level(4),
     )
@@ -175,7 +175,7 @@ async fn a_source_outside_the_range_is_refused_before_reading() {
         .into();
     let l3 = level(
         only_l2,
-        Direct::with_resolver(Loopback),
+        loopback_direct(),
         no_internal(),
         tls_settings(origin.port()),
     )
@@ -193,7 +193,7 @@ async fn http_is_routed_by_host() {
     let http = |port| ProxySettings::new(ListenerProtocol::Http, port);
     let l4 = level(
         allowlist(&[]),
-        Direct::with_resolver(Loopback),
+        loopback_direct(),
         no_internal(),
         http(origin.port()),
     )

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lnm_core::hop::{Direct, Parent};
+use lnm_core::hop::Parent;
 use lnm_core::proxy_header::ProxyHeader;
 use lnm_policy::{Allowlist, AllowlistHandle};
 use lnm_proxy::{Alert, ConnLimits, ConnReport, Outcome, Proxy, ProxyServer};
@@ -59,7 +59,7 @@ async fn the_parent_enforces_the_range_on_the_original_client() {
         l4_listener,
         Proxy::new(
             allow(Some("127.0.0.5/32")),
-            Direct::with_resolver(Loopback),
+            loopback_direct(),
             no_internal(),
             l4_settings,
         ),
@@ -192,12 +192,7 @@ async fn only_configured_children_may_send_a_header() {
     let settings = tls_settings(443).accept_proxy_protocol(vec!["127.0.0.2/32".parse().unwrap()]);
     serve(
         listener,
-        Proxy::new(
-            allow(None),
-            Direct::with_resolver(Loopback),
-            no_internal(),
-            settings,
-        ),
+        Proxy::new(allow(None), loopback_direct(), no_internal(), settings),
         &reports,
     )
     .await;

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use lnm_core::OwnAddrs;
-use lnm_core::hop::{Direct, Parent};
+use lnm_core::hop::Parent;
 use lnm_policy::{Allowlist, AllowlistHandle};
 use lnm_proxy::{Alert, ConnLimits, Proxy, ProxyServer};
 use lnm_tests::*;
@@ -28,7 +28,7 @@ async fn server_with(
     let addr = listener.local_addr().unwrap();
     let proxy = Proxy::new(
         allow_all_azure(),
-        Direct::with_resolver(Loopback),
+        loopback_direct(),
         no_internal(),
         settings,
     );
@@ -192,7 +192,7 @@ async fn a_gateway_never_dials_its_own_listener() {
     let addr = listener.local_addr().unwrap();
     let own = OwnAddrs::new();
     own.add_listener(addr);
-    let direct = Direct::with_resolver(Loopback).own_addrs(own);
+    let direct = loopback_direct().own_addrs(own);
     let proxy = Proxy::new(
         allow_all_azure(),
         direct,

@@ -1,13 +1,15 @@
 //! [`Direct`]: resolve the real name and connect to it (the top level's hop).
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use ipnet::IpNet;
 
 use super::connect::{ATTEMPT_DELAY, connect_first, interleave};
-use crate::{ConnInfo, Error, Hop, OwnAddrs, Resolve, Stream, SystemResolver, Target};
+use crate::{ConnInfo, Error, Hop, Name, OwnAddrs, Resolve, Stream, SystemResolver, Target};
 
 /// The default connect timeout of the built-in hops.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -18,11 +20,36 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// It refuses to dial any address in its [`OwnAddrs`]: a name that resolves back to this
 /// gateway (for example because the host's resolver points at the gateway's own rewriting DNS)
 /// would otherwise make the gateway connect to itself forever.
+///
+/// It also guards against being a confused deputy: an allowlisted name whose DNS answer points
+/// at loopback, link-local (cloud metadata services live at 169.254.169.254), unspecified or
+/// multicast addresses — or at any range added with [`Direct::refuse_ranges`] — is refused,
+/// unless the name is one of [`Direct::trust_names`] (the explicitly configured
+/// `resolver.hosts`).
 #[derive(Clone)]
 pub struct Direct {
     resolver: Arc<dyn Resolve>,
     own: OwnAddrs,
     connect_timeout: Duration,
+    refused: Arc<Vec<IpNet>>,
+    trusted: Arc<HashSet<Name>>,
+}
+
+/// Destinations a top-level gateway never dials for a resolved name.
+pub fn default_refused_ranges() -> Vec<IpNet> {
+    [
+        "127.0.0.0/8",
+        "::1/128",
+        "169.254.0.0/16",
+        "fe80::/10",
+        "0.0.0.0/8",
+        "::/128",
+        "224.0.0.0/4",
+        "ff00::/8",
+    ]
+    .iter()
+    .filter_map(|r| r.parse().ok())
+    .collect()
 }
 
 impl Direct {
@@ -37,12 +64,28 @@ impl Direct {
             resolver: Arc::new(resolver),
             own: OwnAddrs::new(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            refused: Arc::new(default_refused_ranges()),
+            trusted: Arc::default(),
         }
     }
 
     /// Sets the timeout for resolving and connecting together.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// Replaces the refused destination ranges (default: [`default_refused_ranges`]). Add the
+    /// plant's private ranges here; an empty list turns the guard off (simulations on loopback).
+    pub fn refused_ranges(mut self, ranges: impl IntoIterator<Item = IpNet>) -> Self {
+        self.refused = Arc::new(ranges.into_iter().collect());
+        self
+    }
+
+    /// Names whose addresses were configured explicitly (`resolver.hosts`): exempt from the
+    /// refused ranges (an operator may point a name at a loopback service on purpose).
+    pub fn trust_names(mut self, names: impl IntoIterator<Item = Name>) -> Self {
+        self.trusted = Arc::new(names.into_iter().collect());
         self
     }
 
@@ -87,6 +130,18 @@ impl Hop for Direct {
                 addr,
             });
         }
+        if !self.trusted.contains(&target.name) {
+            let blocked = addrs.iter().find(|a| {
+                let ip = a.ip().to_canonical();
+                self.refused.iter().any(|net| net.contains(&ip))
+            });
+            if let Some(&addr) = blocked {
+                return Err(Error::RefusedDestination {
+                    target: target.clone(),
+                    addr,
+                });
+            }
+        }
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
         let stream = connect_first(target, &interleave(&addrs), Some(ATTEMPT_DELAY), remaining)
             .await
@@ -121,7 +176,8 @@ mod tests {
             let (mut s, _) = listener.accept().await.unwrap();
             s.write_all(b"hi").await.unwrap();
         });
-        let hop = Direct::with_resolver(hosts("cloud.example", &["127.0.0.1"]));
+        let hop = Direct::with_resolver(hosts("cloud.example", &["127.0.0.1"]))
+            .trust_names(["cloud.example".parse().unwrap()]);
         let target = Target::new("cloud.example".parse().unwrap(), port);
         let mut stream = hop.connect(&target, &ConnInfo::default()).await.unwrap();
         let mut buf = [0u8; 2];
@@ -133,7 +189,9 @@ mod tests {
     async fn refuses_its_own_listener() {
         let own = OwnAddrs::new();
         own.add_listener("0.0.0.0:8443".parse().unwrap());
-        let hop = Direct::with_resolver(hosts("loop.example", &["127.0.0.1"])).own_addrs(own);
+        let hop = Direct::with_resolver(hosts("loop.example", &["127.0.0.1"]))
+            .own_addrs(own)
+            .refused_ranges([]);
         let target = Target::new("loop.example".parse().unwrap(), 8443);
         let err = hop
             .connect(&target, &ConnInfo::default())
@@ -141,6 +199,38 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, Error::OwnAddress { .. }), "{err}");
         assert!(err.to_string().contains("loop"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn confused_deputy_destinations_are_refused() {
+        for ip in [
+            "127.0.0.1",
+            "169.254.169.254",
+            "::1",
+            "::ffff:127.0.0.1",
+            "0.0.0.0",
+        ] {
+            let hop = Direct::with_resolver(hosts("evil.example", &[ip]));
+            let target = Target::new("evil.example".parse().unwrap(), 80);
+            let err = hop
+                .connect(&target, &ConnInfo::default())
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, Error::RefusedDestination { .. }),
+                "{ip}: {err}"
+            );
+        }
+        let hop = Direct::with_resolver(hosts("db.example", &["10.1.2.3"]))
+            .refused_ranges(["10.0.0.0/8".parse().unwrap()]);
+        let err = hop
+            .connect(
+                &Target::new("db.example".parse().unwrap(), 443),
+                &ConnInfo::default(),
+            )
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("10.1.2.3"), "{err}");
     }
 
     #[tokio::test(start_paused = true)]

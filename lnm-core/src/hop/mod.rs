@@ -22,7 +22,7 @@ use async_trait::async_trait;
 
 use crate::{ConnInfo, Error, Target};
 
-pub use direct::Direct;
+pub use direct::{Direct, default_refused_ranges};
 pub use internal::Internal;
 pub use memory::{Memory, MemoryListener, MemoryNetwork};
 pub use parent::Parent;

@@ -368,6 +368,11 @@ pub struct ResolverConfig {
     /// Static names (internal destinations, overrides), exact names.
     #[serde(default)]
     pub hosts: BTreeMap<Name, IpAddr>,
+    /// Destinations the top level never dials for a resolved name (confused-deputy guard);
+    /// absent: loopback, link-local, unspecified and multicast. Add the plant's private ranges;
+    /// `[]` turns the guard off. Names in `hosts` are exempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused_ranges: Option<Vec<IpNet>>,
 }
 
 /// `admin`.

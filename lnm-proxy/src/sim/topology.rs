@@ -237,7 +237,8 @@ fn level_yaml(
                 parent.port()
             )
         }
-        None => resolver += &format!("  upstream: [\"{cloud_dns}\"]\n"),
+        // The simulated cloud lives on loopback: turn the confused-deputy guard off here.
+        None => resolver += &format!("  upstream: [\"{cloud_dns}\"]\n  refusedRanges: []\n"),
     }
     if !services.is_empty() {
         resolver += "  hosts:\n";
