@@ -23,7 +23,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// It also guards against being a confused deputy: an allowlisted name whose DNS answer points
 /// at loopback, link-local (cloud metadata services live at 169.254.169.254), unspecified or
-/// multicast addresses — or at any range added with [`Direct::refuse_ranges`] — is refused,
+/// multicast addresses — or at the ranges set with [`Direct::refused_ranges`] — is refused,
 /// unless the name is one of [`Direct::trust_names`] (the explicitly configured
 /// `resolver.hosts`).
 #[derive(Clone)]

@@ -73,13 +73,18 @@ impl HttpSniffer {
             None if buf.len() > self.cap => {
                 Sniff::Invalid(SniffError::HeadTooLarge { cap: self.cap })
             }
-            None if !self.line_checked && buf.contains(&b'\n') => {
-                self.line_checked = true;
-                match parse_head(buf) {
-                    Err(e) => Sniff::Invalid(e),
-                    Ok(_) => Sniff::NeedMore,
+            None if !self.line_checked => match buf.iter().position(|&b| b == b'\n') {
+                // Only the request line is checked early: it is the same however the bytes
+                // were split, so the outcome does not depend on segmentation.
+                Some(end) => {
+                    self.line_checked = true;
+                    match parse_head(&buf[..=end]) {
+                        Err(e) => Sniff::Invalid(e),
+                        Ok(_) => Sniff::NeedMore,
+                    }
                 }
-            }
+                None => Sniff::NeedMore,
+            },
             None => Sniff::NeedMore,
         }
     }
@@ -300,6 +305,30 @@ mod tests {
             sniffer.feed(b"\x00"),
             Sniff::Invalid(SniffError::NotHttp("not a request line"))
         );
+    }
+
+    /// Found by the `http_sniff` fuzz target: a malformed header before the end of the head
+    /// gave a different answer fed whole (Invalid) than fed in pieces (NeedMore).
+    #[test]
+    fn fuzz_regression_malformed_header_split_invariant() {
+        let input = b"GET / HTTP/1.1\r\n-Host: management.azurem\rom\r\n0\n";
+        let whole = HttpSniffer::new(MAX_HTTP_HEAD).feed(input);
+        let mut sniffer = HttpSniffer::new(MAX_HTTP_HEAD);
+        let mut split = Sniff::NeedMore;
+        for end in (5..=input.len()).step_by(5).chain([input.len()]) {
+            split = sniffer.feed(&input[..end]);
+            if split != Sniff::NeedMore {
+                break;
+            }
+        }
+        assert_eq!(whole, split);
+        // Completed, the head is rejected.
+        let mut done = input.to_vec();
+        done.extend_from_slice(b"\r\n\r\n");
+        assert!(matches!(
+            HttpSniffer::new(MAX_HTTP_HEAD).feed(&done),
+            Sniff::Invalid(_)
+        ));
     }
 
     #[test]

@@ -49,13 +49,13 @@ pub enum SniffError {
     /// An SSL 2.0 compatible ClientHello.
     #[error("SSLv2-compatible ClientHello (no SNI possible)")]
     SslV2,
-    /// The record header carries an impossible protocol version.
-    #[error("bad record version {major}.{minor}")]
+    /// The record header carries an impossible protocol version (major not 3, or minor > 4).
+    #[error("bad record version {major}.{}", minor.map_or("?".to_owned(), |m| m.to_string()))]
     BadRecordVersion {
         /// Major version byte.
         major: u8,
-        /// Minor version byte.
-        minor: u8,
+        /// Minor version byte, when it was looked at (a bad major is rejected before it).
+        minor: Option<u8>,
     },
     /// A record longer than TLS allows (2^14 bytes of plaintext).
     #[error("record of {len} bytes exceeds the TLS limit of 16384")]

@@ -163,13 +163,17 @@ impl TlsSniffer {
                 content_type,
             });
         }
-        if let Some(&major) = rest.get(1) {
-            let minor = rest.get(2).copied().unwrap_or(0);
-            if major != 3 || minor > 4 {
-                return Err(SniffError::BadRecordVersion { major, minor });
+        // Checked byte by byte, so the verdict does not depend on how the bytes were split.
+        match (rest.get(1), rest.get(2)) {
+            (Some(&major), _) if major != 3 => {
+                Err(SniffError::BadRecordVersion { major, minor: None })
             }
+            (Some(_), Some(&minor)) if minor > 4 => Err(SniffError::BadRecordVersion {
+                major: 3,
+                minor: Some(minor),
+            }),
+            _ => Ok(()),
         }
-        Ok(())
     }
 }
 

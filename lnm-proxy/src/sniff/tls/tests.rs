@@ -262,11 +262,17 @@ fn record_layer_rejections_are_immediate() {
         ),
         (
             &[22, 2, 0],
-            SniffError::BadRecordVersion { major: 2, minor: 0 },
+            SniffError::BadRecordVersion {
+                major: 2,
+                minor: None,
+            },
         ),
         (
             &[22, 3, 9],
-            SniffError::BadRecordVersion { major: 3, minor: 9 },
+            SniffError::BadRecordVersion {
+                major: 3,
+                minor: Some(9),
+            },
         ),
         (
             &[22, 3, 1, 0x48, 0x01],
@@ -291,6 +297,23 @@ fn record_layer_rejections_are_immediate() {
         Sniff::Invalid(SniffError::InterleavedRecord {
             index: 1,
             content_type: 20
+        })
+    );
+}
+
+/// Found by the `tls_sniff` fuzz target: a bad record version was reported with a different
+/// minor byte depending on whether that byte had arrived yet.
+#[test]
+fn fuzz_regression_bad_version_is_split_invariant() {
+    let input = [0x16, 0x00, 0x07, 0x01, 0x40];
+    let whole = sniff_whole(&input);
+    let mut sniffer = TlsSniffer::new(DEFAULT_MAX_CLIENT_HELLO);
+    assert_eq!(sniffer.feed(&input[..2]), whole);
+    assert_eq!(
+        whole,
+        Sniff::Invalid(SniffError::BadRecordVersion {
+            major: 0,
+            minor: None
         })
     );
 }
