@@ -46,8 +46,8 @@ pub enum SniffError {
         /// Its content type.
         content_type: u8,
     },
-    /// An SSL 2.0 compatible ClientHello.
-    #[error("SSLv2-compatible ClientHello (no SNI possible)")]
+    /// An SSL 2.0 style record header (high bit of the first byte set): no SNI possible.
+    #[error("SSLv2-style record (no SNI possible)")]
     SslV2,
     /// The record header carries an impossible protocol version (major not 3, or minor > 4).
     #[error("bad record version {major}.{}", minor.map_or("?".to_owned(), |m| m.to_string()))]

@@ -151,7 +151,9 @@ impl TlsSniffer {
         let content_type = rest[0];
         if content_type != CONTENT_HANDSHAKE {
             if self.parsed == 0 {
-                let sslv2 = content_type & 0x80 != 0 && rest.get(2).is_none_or(|&t| t == 1);
+                // An SSLv2-style header has the high bit of its first byte set; no TLS content
+                // type does. Decided on that byte alone, so splitting cannot change the verdict.
+                let sslv2 = content_type & 0x80 != 0;
                 return Err(if sslv2 {
                     SniffError::SslV2
                 } else {
