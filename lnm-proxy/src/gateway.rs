@@ -257,12 +257,13 @@ impl Gateway {
         for l in &self.listeners {
             l.server.shutdown();
         }
+        // One deadline for the whole gateway: the listeners drain together.
         let deadline = self.config.timeouts.shutdown_drain;
-        let mut closed = 0;
-        for l in &self.listeners {
-            closed += l.server.drain(deadline).await;
-        }
-        closed
+        let drains = self.listeners.iter().map(|l| l.server.drain(deadline));
+        futures_util::future::join_all(drains)
+            .await
+            .into_iter()
+            .sum()
     }
 }
 
