@@ -45,7 +45,7 @@ pub mod hop;
 mod name;
 mod own;
 pub mod proxy_header;
-mod resolve;
+pub mod resolve;
 mod target;
 
 pub use error::{BoxError, Error};

@@ -3,33 +3,27 @@
 //! "client-config" did), with lnm's wildcard semantics kept exact.
 
 use std::fmt::Write;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 
 use lnm_policy::{Allowlist, Pattern};
 
-/// What the exported configuration answers and where it forwards.
+use crate::RewriteConfig;
+
+/// What the exported configuration answers (the same [`RewriteConfig`] as lnm's own resolver)
+/// and where it forwards.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ExportConfig {
-    /// A records for allowlisted names (the gateway of this level).
-    pub answer_ipv4: Vec<Ipv4Addr>,
-    /// AAAA records for allowlisted names.
-    pub answer_ipv6: Vec<Ipv6Addr>,
+    /// The answers for allowlisted names (the gateway of this level) and their TTL.
+    pub answers: RewriteConfig,
     /// Where other names go; empty: nowhere (dnsmasq answers REFUSED, CoreDNS REFUSED).
     pub upstream: Vec<SocketAddr>,
-    /// TTL of the rewritten answers.
-    pub ttl: u32,
 }
 
 impl ExportConfig {
-    /// Answers `answer_ipv4`, forwards to `upstream`, TTL 60 s.
-    pub fn new(answer_ipv4: Vec<Ipv4Addr>, upstream: Vec<SocketAddr>) -> Self {
-        ExportConfig {
-            answer_ipv4,
-            answer_ipv6: Vec::new(),
-            upstream,
-            ttl: 60,
-        }
+    /// Answers `answers`, forwards to `upstream`.
+    pub fn new(answers: RewriteConfig, upstream: Vec<SocketAddr>) -> Self {
+        ExportConfig { answers, upstream }
     }
 }
 
@@ -58,12 +52,17 @@ pub fn dnsmasq(allowlist: &Allowlist, config: &ExportConfig) -> String {
     );
     let _ = writeln!(out, "no-resolv");
     let _ = writeln!(out, "filter-rr=HTTPS,SVCB");
-    let _ = writeln!(out, "local-ttl={}", config.ttl);
+    let _ = writeln!(out, "local-ttl={}", config.answers.ttl);
     for upstream in &config.upstream {
         let _ = writeln!(out, "server={}#{}", upstream.ip(), upstream.port());
     }
-    let mut addrs: Vec<String> = config.answer_ipv4.iter().map(ToString::to_string).collect();
-    addrs.extend(config.answer_ipv6.iter().map(ToString::to_string));
+    let mut addrs: Vec<String> = config
+        .answers
+        .answer_ipv4
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    addrs.extend(config.answers.answer_ipv6.iter().map(ToString::to_string));
     for pattern in unique_patterns(allowlist) {
         match pattern {
             Pattern::Exact(name) => {
@@ -99,23 +98,23 @@ pub fn corefile(allowlist: &Allowlist, config: &ExportConfig) -> String {
         };
         let zone = pattern.name();
         let _ = writeln!(out, "    # {pattern}");
-        for ip in &config.answer_ipv4 {
+        for ip in &config.answers.answer_ipv4 {
             let _ = writeln!(out, "    template IN A {zone} {{");
             let _ = writeln!(out, "        match \"{regex}\"");
             let _ = writeln!(
                 out,
                 "        answer \"{{{{ .Name }}}} {} IN A {ip}\"",
-                config.ttl
+                config.answers.ttl
             );
             let _ = writeln!(out, "    }}");
         }
-        for ip in &config.answer_ipv6 {
+        for ip in &config.answers.answer_ipv6 {
             let _ = writeln!(out, "    template IN AAAA {zone} {{");
             let _ = writeln!(out, "        match \"{regex}\"");
             let _ = writeln!(
                 out,
                 "        answer \"{{{{ .Name }}}} {} IN AAAA {ip}\"",
-                config.ttl
+                config.answers.ttl
             );
             let _ = writeln!(out, "    }}");
         }
@@ -131,7 +130,7 @@ pub fn corefile(allowlist: &Allowlist, config: &ExportConfig) -> String {
     } else {
         let upstreams: Vec<String> = config.upstream.iter().map(ToString::to_string).collect();
         let _ = writeln!(out, "    forward . {}", upstreams.join(" "));
-        let _ = writeln!(out, "    cache {}", config.ttl);
+        let _ = writeln!(out, "    cache {}", config.answers.ttl);
     }
     let _ = writeln!(out, "    errors");
     let _ = writeln!(out, "}}");
@@ -161,10 +160,8 @@ mod tests {
     }
 
     fn config() -> ExportConfig {
-        ExportConfig::new(
-            vec!["10.3.0.1".parse().unwrap()],
-            vec!["10.3.0.53:53".parse().unwrap()],
-        )
+        let answers = RewriteConfig::new(vec!["10.3.0.1".parse().unwrap()], vec![]);
+        ExportConfig::new(answers, vec!["10.3.0.53:53".parse().unwrap()])
     }
 
     #[test]
@@ -213,7 +210,10 @@ mod tests {
         assert!(text.contains("forward . 10.3.0.53:53"), "{text}");
         let refusing = corefile(
             &allowlist(),
-            &ExportConfig::new(vec!["10.3.0.1".parse().unwrap()], vec![]),
+            &ExportConfig::new(
+                RewriteConfig::new(vec!["10.3.0.1".parse().unwrap()], vec![]),
+                vec![],
+            ),
         );
         assert!(
             refusing.contains("rcode REFUSED") && !refusing.contains("forward"),

@@ -20,8 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use domain::base::Message;
 use domain::base::iana::Rcode;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
 use tower::Service;
 
@@ -263,15 +262,7 @@ async fn receive(socket: Arc<UdpSocket>, pending: Pending) {
 }
 
 async fn tcp_exchange(server: SocketAddr, query: &[u8]) -> io::Result<Bytes> {
-    let mut stream = TcpStream::connect(server).await?;
-    let len = u16::try_from(query.len()).map_err(|_| io::Error::other("query too long"))?;
-    let mut framed = Vec::with_capacity(query.len() + 2);
-    framed.extend_from_slice(&len.to_be_bytes());
-    framed.extend_from_slice(query);
-    stream.write_all(&framed).await?;
-    let len = usize::from(stream.read_u16().await?);
-    let mut buf = vec![0u8; len];
-    stream.read_exact(&mut buf).await?;
+    let buf = lnm_core::resolve::tcp_exchange(server, query).await?;
     if buf.len() < 2 || buf[..2] != query[..2] {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,

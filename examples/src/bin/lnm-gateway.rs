@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use lnm_dns::RewriteConfig;
 use lnm_dns::export::{self, ExportConfig};
 use lnm_policy::Config;
 use lnm_proxy::Gateway;
@@ -119,11 +120,11 @@ fn export_dns(path: &Path, format: Format, upstream: Vec<SocketAddr>) -> ExitCod
         );
         return ExitCode::from(2);
     }
-    let mut export_config = ExportConfig::new(answers, upstream);
-    if let Some(dns) = &config.dns {
-        export_config.answer_ipv6 = dns.answer_ipv6.clone();
-        export_config.ttl = dns.ttl;
-    }
+    let (v6, ttl) = config
+        .dns
+        .as_ref()
+        .map_or((Vec::new(), 60), |d| (d.answer_ipv6.clone(), d.ttl));
+    let export_config = ExportConfig::new(RewriteConfig::new(answers, v6).ttl(ttl), upstream);
     let allowlist = config.allowlist();
     let text = match format {
         Format::Dnsmasq => export::dnsmasq(&allowlist, &export_config),

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 
 use crate::{Error, Name};
 
-pub use upstream::UpstreamResolver;
+pub use upstream::{UpstreamResolver, tcp_exchange};
 
 /// Turns a server name into IP addresses.
 #[async_trait]

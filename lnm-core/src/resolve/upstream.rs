@@ -142,7 +142,9 @@ async fn udp_exchange(server: SocketAddr, query: &[u8]) -> io::Result<Vec<u8>> {
     }
 }
 
-async fn tcp_exchange(server: SocketAddr, query: &[u8]) -> io::Result<Vec<u8>> {
+/// One DNS exchange over TCP (RFC 1035 §4.2.2 two-byte length framing): sends `query`, returns
+/// the answer's bytes. Used for the retry after a truncated UDP answer.
+pub async fn tcp_exchange(server: SocketAddr, query: &[u8]) -> io::Result<Vec<u8>> {
     let mut stream = TcpStream::connect(server).await?;
     let len = u16::try_from(query.len()).map_err(|_| io::Error::other("query too long"))?;
     let mut framed = Vec::with_capacity(query.len() + 2);
