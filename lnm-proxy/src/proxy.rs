@@ -500,7 +500,8 @@ impl Proxy {
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
             io.write_all(&response).await?;
             io.shutdown().await?;
-            let mut sink = [0u8; 1024];
+            // On the heap: this buffer would otherwise sit in every connection's task.
+            let mut sink = vec![0u8; 1024];
             let mut budget: usize = 64 * 1024;
             while budget > 0 {
                 match io.read(&mut sink).await? {
@@ -601,5 +602,25 @@ fn log(r: &ConnReport) {
             bytes_up = r.bytes_up, bytes_down = r.bytes_down, duration_ms = %format_args!("{ms:.3}"),
             "{}", r.outcome
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every idle proxied connection holds one of these futures: keep it small (a 1 KiB buffer
+    /// that once sat in the refusal path doubled it). The bound leaves room, not a target.
+    #[test]
+    fn the_per_connection_future_stays_small() {
+        let proxy = super::Proxy::new(
+            lnm_policy::Allowlist::default().into(),
+            lnm_core::hop::Internal::new(),
+            lnm_core::hop::Internal::new(),
+            crate::ProxySettings::new(lnm_policy::config::ListenerProtocol::Tls, 443),
+        );
+        let (pipe, _other) = tokio::io::duplex(64);
+        let addr: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let serve = proxy.serve(lnm_core::Stream::Memory(pipe), addr, addr);
+        let size = std::mem::size_of_val(&serve);
+        assert!(size <= 1536, "the connection future grew to {size} bytes");
     }
 }

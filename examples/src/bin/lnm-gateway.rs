@@ -168,10 +168,19 @@ fn run_level(path: &Path, check: bool) -> ExitCode {
             }
         };
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // One worker: run the event loop on this thread (no cross-thread wake-ups or work-stealing
+    // bookkeeping); more: the multi-threaded scheduler (TOKIO_WORKER_THREADS, default: one per CPU).
+    let single = std::env::var("TOKIO_WORKER_THREADS").is_ok_and(|n| n.trim() == "1");
+    let built = if single {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    };
+    let runtime = match built {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("lnm-gateway: cannot start the runtime: {e}");
