@@ -206,3 +206,65 @@ async fn a_gateway_never_dials_its_own_listener() {
     assert_eq!(reaction, Alert::InternalError.record());
     wait_active(&server, 0).await;
 }
+
+#[tokio::test]
+async fn an_origin_reset_mid_transfer_closes_both_sides_with_true_counters() {
+    use std::sync::{Arc, Mutex};
+    init_logging();
+    // An origin that sends 100 kB, then resets the connection.
+    let origin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = origin.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut s, _) = origin.accept().await.unwrap();
+        let mut hello = vec![0u8; 4096];
+        let _ = s.read(&mut hello).await;
+        s.write_all(&vec![b'x'; 100_000]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Linger 0 makes close() send a RST at once (it does not block with a zero timeout).
+        #[allow(deprecated)]
+        s.set_linger(Some(Duration::ZERO)).unwrap();
+        drop(s);
+    });
+    let reports: Arc<Mutex<Vec<lnm_proxy::ConnReport>>> = Arc::default();
+    let sink = reports.clone();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let proxy = Proxy::new(
+        allow_all_azure(),
+        loopback_direct(),
+        no_internal(),
+        tls_settings(port),
+    )
+    .with_observer(Arc::new(move |r: &lnm_proxy::ConnReport| {
+        sink.lock().unwrap().push(r.clone())
+    }));
+    let server = ProxyServer::new(proxy, ConnLimits::default());
+    let serving = server.clone();
+    tokio::spawn(async move { serving.serve(listener).await });
+
+    let hello = client_hello(Some(b"management.azure.com"));
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    client.write_all(&hello).await.unwrap();
+    let mut received = 0usize;
+    let mut buf = vec![0u8; 16384];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), client.read(&mut buf))
+            .await
+            .expect("closed in time")
+        {
+            Ok(0) | Err(_) => break,
+            Ok(n) => received += n,
+        }
+    }
+    wait_active(&server, 0).await;
+    let reports = reports.lock().unwrap().clone();
+    assert_eq!(reports.len(), 1);
+    let r = &reports[0];
+    assert_eq!(r.bytes_up, hello.len() as u64);
+    assert_eq!(r.bytes_down, received as u64, "{r:?}");
+    assert_eq!(received, 100_000);
+    assert!(
+        matches!(r.outcome, lnm_proxy::Outcome::RelayError(_)),
+        "the reset is reported: {r:?}"
+    );
+}
