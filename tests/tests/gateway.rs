@@ -147,3 +147,46 @@ async fn the_top_level_is_no_confused_deputy() {
     assert_eq!(first_reaction(open.addrs()[0], &hello).await, hello);
     open.shutdown().await;
 }
+
+#[tokio::test]
+async fn reloads_under_load_drop_no_live_connection() {
+    init_logging();
+    let origin = echo().await;
+    let mut gateway = Gateway::start(&config("a.example", origin.port(), false), None)
+        .await
+        .unwrap();
+    let proxy = gateway.addrs()[0];
+    let hello = client_hello(Some(b"a.example"));
+    let mut live = Vec::new();
+    for _ in 0..50 {
+        let mut s = TcpStream::connect(proxy).await.unwrap();
+        s.write_all(&hello).await.unwrap();
+        let mut back = vec![0u8; hello.len()];
+        s.read_exact(&mut back).await.unwrap();
+        live.push(s);
+    }
+    // Traffic on every connection between twenty reloads that flip the allowlist.
+    for round in 0..20u8 {
+        let name = if round % 2 == 0 {
+            "b.example"
+        } else {
+            "a.example"
+        };
+        assert!(
+            gateway
+                .reload(config(name, origin.port(), false))
+                .is_empty()
+        );
+        for s in &mut live {
+            s.write_all(&[round; 32]).await.unwrap();
+            let mut back = [0u8; 32];
+            tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut back))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(back, [round; 32]);
+        }
+    }
+    drop(live);
+    gateway.shutdown().await;
+}
