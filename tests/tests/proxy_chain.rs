@@ -359,3 +359,34 @@ async fn the_same_chain_runs_in_process_over_memory_hops() {
     assert!(err.contains("AccessDenied"), "{err}");
     assert_eq!(l3.drain(Duration::from_secs(1)).await, 0);
 }
+
+#[tokio::test]
+async fn a_dead_first_parent_is_invisible_to_clients() {
+    init_logging();
+    let pki = pki(CERT_NAMES);
+    let origin = tls_origin(&pki, "origin").await;
+    let l4 = level(
+        allowlist(&[]),
+        loopback_direct(),
+        no_internal(),
+        tls_settings(origin.port()),
+    )
+    .await;
+    let dead: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let l3 = level(
+        allowlist(&[]),
+        Parent::new([dead, l4.addr]),
+        no_internal(),
+        tls_settings(origin.port()),
+    )
+    .await;
+    for _ in 0..3 {
+        let body = https_get(l3.addr, "management.azure.com", "/", pki.client.clone())
+            .await
+            .unwrap();
+        assert_eq!(body, "origin sni=management.azure.com path=/");
+    }
+}
