@@ -248,3 +248,88 @@ fn purdue_demo_passes() {
     assert!(stdout.contains("every expectation held"), "{stdout}");
     assert!(!stdout.contains("[FAIL]"), "{stdout}");
 }
+
+#[test]
+fn descriptor_exhaustion_backs_off_and_recovers() {
+    use std::io::{Read, Write};
+    let proxy = free_port();
+    let config = temp(
+        "fds.yaml",
+        &format!(
+            "level: 4\nallowList:\n  domains:\n    - {{destinationUrl: a.example, destinationType: external}}\n\
+             listeners: [{{bind: \"127.0.0.1:{proxy}\", protocol: tls}}]\n"
+        ),
+    );
+    // 48 descriptors: a handful for the runtime, the rest for connections.
+    let script = format!(
+        "ulimit -n 48 && exec {GATEWAY} --config {}",
+        config.display()
+    );
+    let mut child = Running(
+        Command::new("sh")
+            .args(["-c", &script])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    let addr: SocketAddr = format!("127.0.0.1:{proxy}").parse().unwrap();
+    let started = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never listened"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Hold more connections than the gateway has descriptors (half a hello each).
+    let mut held = Vec::new();
+    for _ in 0..80 {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(&[22, 3, 1]).unwrap();
+        held.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    drop(held);
+    // Descriptors free up: the gateway serves again (a denied name gets its alert).
+    let started = Instant::now();
+    let answered = loop {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut hello = vec![22, 3, 1, 0, 0];
+        // A ClientHello without extensions: no SNI, so the answer is unrecognized_name.
+        let body: Vec<u8> = [
+            vec![3, 3],
+            vec![7; 32],
+            vec![0, 0, 2, 0x13, 0x01, 1, 0, 0, 0],
+        ]
+        .concat();
+        let msg: Vec<u8> = [vec![1, 0, 0, body.len() as u8], body].concat();
+        hello[3..5].copy_from_slice(&(msg.len() as u16).to_be_bytes());
+        hello.extend_from_slice(&msg);
+        s.write_all(&hello).unwrap();
+        let mut reply = [0u8; 7];
+        if s.read_exact(&mut reply).is_ok() {
+            break reply;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "never served again"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(answered, [21, 3, 3, 0, 2, 2, 112]);
+    Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = child.0.wait();
+    let log = log.join().unwrap().join("\n");
+    assert!(log.contains("backing off"), "{log}");
+}
