@@ -333,3 +333,89 @@ fn descriptor_exhaustion_backs_off_and_recovers() {
     let log = log.join().unwrap().join("\n");
     assert!(log.contains("backing off"), "{log}");
 }
+
+#[test]
+fn nine_thousand_concurrent_connections() {
+    use std::io::{Read, Write};
+    // This test holds 9,000 client sockets itself: raise its own soft descriptor limit.
+    let (_, hard) = rlimit::Resource::NOFILE.get().unwrap();
+    if hard < 9_500 {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the descriptor hard limit {hard} is too low"
+        );
+        eprintln!("SKIPPED nine_thousand_concurrent_connections: descriptor hard limit {hard}");
+        return;
+    }
+    rlimit::Resource::NOFILE.set(hard, hard).unwrap();
+    let proxy = free_port();
+    let config = temp(
+        "9k.yaml",
+        &format!(
+            "level: 4\nlogLevel: warn\nallowList:\n  domains:\n    - {{destinationUrl: a.example, destinationType: external}}\n\
+             listeners: [{{bind: \"127.0.0.1:{proxy}\", protocol: tls}}]\n\
+             limits: {{maxConnections: 20000, maxConnectionsPerSource: 20000}}\ntimeouts: {{sniff: 60s}}\n"
+        ),
+    );
+    let script = format!(
+        "ulimit -n {hard} && exec {GATEWAY} --config {}",
+        config.display()
+    );
+    let child = Running(Command::new("sh").args(["-c", &script]).spawn().unwrap());
+    let addr: SocketAddr = format!("127.0.0.1:{proxy}").parse().unwrap();
+    let started = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never listened"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut held = Vec::with_capacity(9_000);
+    let opening = Instant::now();
+    for i in 0..9_000 {
+        // Pace the opening so the accept queue never overflows (a dropped SYN costs 1 s).
+        if i % 100 == 99 {
+            std::thread::sleep(Duration::from_millis(40));
+        }
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(&[22, 3, 1]).unwrap();
+        held.push(s);
+    }
+    eprintln!("9,000 connections opened in {:?}", opening.elapsed());
+    // All still open (nothing to read, no reset) and the gateway still answers a new client.
+    std::thread::sleep(Duration::from_millis(500));
+    for s in held.iter().step_by(97) {
+        s.set_nonblocking(true).unwrap();
+        let mut b = [0u8; 1];
+        let r = (&*s).read(&mut b);
+        assert!(
+            matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "{r:?}"
+        );
+    }
+    let mut fresh = std::net::TcpStream::connect(addr).unwrap();
+    fresh
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    fresh.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    let mut reply = [0u8; 7];
+    fresh.read_exact(&mut reply).unwrap();
+    assert_eq!(
+        reply,
+        [21, 3, 3, 0, 2, 2, 50],
+        "decode_error alert for a non-TLS first flight"
+    );
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", child.0.id())).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS"))
+        .unwrap_or("VmRSS: ?")
+        .to_owned();
+    eprintln!("gateway with 9,000 connections held: {rss}");
+    let closing = Instant::now();
+    drop(held);
+    drop(child);
+    eprintln!("closed in {:?}", closing.elapsed());
+}
