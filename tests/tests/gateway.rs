@@ -97,6 +97,19 @@ async fn admin_endpoint_answers_health_and_readiness() {
     assert!(get("/readyz").await.starts_with("HTTP/1.1 200"));
     assert!(get("/nope").await.starts_with("HTTP/1.1 404"));
     assert!(get("/metrics").await.starts_with("HTTP/1.1 200"));
+    // Garbage and oversized requests on the admin port: refused, and the endpoint keeps serving.
+    for junk in [vec![0u8; 100], vec![b'A'; 20_000]] {
+        let mut s = TcpStream::connect(admin).await.unwrap();
+        let _ = s.write_all(&junk).await;
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(6), s.read_to_end(&mut out)).await;
+        assert!(
+            out.is_empty() || out.starts_with(b"HTTP/1.1 405"),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+    assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
     tokio::time::timeout(Duration::from_secs(5), gateway.shutdown())
         .await
         .unwrap();

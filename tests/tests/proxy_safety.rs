@@ -268,3 +268,61 @@ async fn an_origin_reset_mid_transfer_closes_both_sides_with_true_counters() {
         "the reset is reported: {r:?}"
     );
 }
+
+#[tokio::test]
+async fn oversized_and_garbage_first_flights_on_tls_and_http_listeners() {
+    init_logging();
+    let (tls, _) = server_with(ConnLimits::default(), tls_settings(443)).await;
+    let http_settings =
+        lnm_proxy::ProxySettings::new(lnm_policy::config::ListenerProtocol::Http, 80);
+    let (http, _) = server_with(ConnLimits::default(), http_settings).await;
+
+    // A handshake header announcing a 1 MiB ClientHello: refused at once, nothing buffered.
+    assert_eq!(
+        first_reaction(tls, &[22, 3, 1, 0, 4, 1, 0x10, 0, 0]).await,
+        Alert::DecodeError.record()
+    );
+    // 70 kB of well-formed records that never complete a hello: cut at the 64 KiB cap.
+    let mut big = Vec::new();
+    big.extend_from_slice(&[22, 3, 1, 0x40, 0x00, 1, 0x01, 0x00, 0x00]);
+    big.resize(5 + 0x4000, 0x41);
+    for _ in 0..4 {
+        big.extend_from_slice(&[22, 3, 1, 0x40, 0x00]);
+        big.resize(big.len() + 0x4000, 0x41);
+    }
+    assert_eq!(first_reaction(tls, &big).await, Alert::DecodeError.record());
+    // Binary garbage.
+    assert_eq!(
+        first_reaction(tls, &[0x00; 600]).await,
+        Alert::DecodeError.record()
+    );
+
+    // HTTP: a 20 kB head, binary garbage, a TLS hello on the HTTP port.
+    let mut head = b"GET / HTTP/1.1\r\nHost: management.azure.com\r\n".to_vec();
+    while head.len() < 20_000 {
+        head.extend_from_slice(b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+    }
+    for input in [
+        head,
+        vec![0xff; 100],
+        client_hello(Some(b"management.azure.com")),
+    ] {
+        let reply = first_reaction(http, &input).await;
+        assert!(
+            reply.starts_with(b"HTTP/1.1 400 Bad Request"),
+            "{}",
+            String::from_utf8_lossy(&reply)
+        );
+    }
+    // Both listeners still decide normally afterwards.
+    assert_eq!(
+        first_reaction(tls, &client_hello(Some(b"evil.example"))).await,
+        Alert::UnrecognizedName.record()
+    );
+    let denied = first_reaction(http, b"GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n").await;
+    assert!(
+        denied.starts_with(b"HTTP/1.1 403"),
+        "{}",
+        String::from_utf8_lossy(&denied)
+    );
+}
