@@ -50,16 +50,27 @@ impl Default for DnsLimits {
     }
 }
 
-/// Binds UDP and TCP on the same address (with port 0, TCP takes the port UDP got).
+/// Binds UDP and TCP on the same address. With port 0, TCP takes the port UDP got, trying
+/// again with a new port when that TCP port happens to be in use.
 pub async fn bind(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
-    let udp = UdpSocket::bind(addr)
-        .await
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot bind DNS UDP {addr}: {e}")))?;
-    let bound = udp.local_addr()?;
-    let tcp = TcpListener::bind(bound)
-        .await
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot bind DNS TCP {bound}: {e}")))?;
-    Ok((udp, tcp))
+    let attempts = if addr.port() == 0 { 16 } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let udp = UdpSocket::bind(addr)
+            .await
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot bind DNS UDP {addr}: {e}")))?;
+        let bound = udp.local_addr()?;
+        match TcpListener::bind(bound).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) => {
+                last = Some(io::Error::new(
+                    e.kind(),
+                    format!("cannot bind DNS TCP {bound}: {e}"),
+                ))
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("cannot bind DNS")))
 }
 
 /// Serves a DNS service (such as a [`RewriteResolver`](crate::RewriteResolver)) until shut down.

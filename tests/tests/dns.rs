@@ -16,14 +16,13 @@ use lnm_dns::{
 use lnm_policy::{Allowlist, AllowlistHandle};
 use lnm_tests::init_logging;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpStream, UdpSocket};
 
 /// A stub upstream: A → 192.0.2.1 (TTL 300); `big.example` has 100 A records (truncated over
 /// UDP, complete over TCP); `nx.example` is NXDOMAIN. Counts the UDP queries it gets.
 async fn upstream() -> (SocketAddr, Arc<AtomicUsize>) {
-    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (udp, tcp) = lnm_dns::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = udp.local_addr().unwrap();
-    let tcp = TcpListener::bind(addr).await.unwrap();
     let count = Arc::new(AtomicUsize::new(0));
     let counter = count.clone();
     tokio::spawn(async move {
