@@ -8,6 +8,9 @@ use super::*;
 
 const OPENSSL: &[u8] = include_bytes!("../../../testdata/openssl-s_client.bin");
 const CURL: &[u8] = include_bytes!("../../../testdata/curl.bin");
+/// Chromium 156 (headless shell) opening `https://management.azure.com/`: GREASE cipher suites,
+/// extensions and groups, an X25519MLKEM768 key share, GREASE ECH, extension order permuted.
+const CHROMIUM: &[u8] = include_bytes!("../../../testdata/chromium-156.bin");
 
 /// The first flight of a rustls client (aws-lc-rs: X25519MLKEM768 post-quantum key share).
 fn rustls_hello(name: &str, max_fragment: Option<usize>) -> Vec<u8> {
@@ -46,6 +49,7 @@ fn captures() -> Vec<(&'static str, Vec<u8>, &'static str)> {
         ),
         ("openssl", OPENSSL.to_vec(), "openssl.example.com"),
         ("curl", CURL.to_vec(), "curl.example.com"),
+        ("chromium", CHROMIUM.to_vec(), "management.azure.com"),
     ]
 }
 
@@ -86,6 +90,28 @@ fn post_quantum_hello_spans_more_than_a_segment_and_fragmented_one_many_records(
 }
 
 #[test]
+fn browser_hello_with_grease_pq_share_and_grease_ech_passes() {
+    // What makes this capture browser-class, checked on the bytes so the test fails if the file
+    // is ever replaced by a plainer hello.
+    let grease = |i: usize| CHROMIUM[i] & 0x0f == 0x0a && CHROMIUM[i] == CHROMIUM[i + 1];
+    assert!(
+        (0..CHROMIUM.len() - 1).filter(|&i| grease(i)).count() >= 3,
+        "GREASE values expected"
+    );
+    assert!(
+        CHROMIUM.windows(2).any(|w| w == [0x11, 0xec]),
+        "X25519MLKEM768 (0x11ec) expected"
+    );
+    assert!(CHROMIUM.len() > 1500, "post-quantum share makes it large");
+    let Sniff::Done(hello) = sniff_whole(CHROMIUM) else {
+        panic!("Chromium's hello must be accepted")
+    };
+    assert!(hello.ech, "Chromium sends GREASE ECH");
+    assert_eq!(hello.alpn, ["h2", "http/1.1"]);
+    assert_eq!(hello.records, 1);
+}
+
+#[test]
 fn every_prefix_needs_more_then_every_split_agrees() {
     for (what, bytes, _) in captures() {
         let full = sniff_whole(&bytes);
@@ -118,7 +144,7 @@ fn every_prefix_needs_more_then_every_split_agrees() {
 
 proptest! {
     #[test]
-    fn random_splits_agree(cuts in prop::collection::vec(0usize..2000, 0..12), which in 0usize..4) {
+    fn random_splits_agree(cuts in prop::collection::vec(0usize..2000, 0..12), which in 0usize..5) {
         let (what, bytes, sni) = captures().swap_remove(which);
         let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (bytes.len() + 1)).collect();
         cuts.sort_unstable();
@@ -136,7 +162,7 @@ proptest! {
     }
 
     #[test]
-    fn mutations_never_panic(flips in prop::collection::vec((0usize..2000, any::<u8>()), 1..8), cut in 0usize..2000, which in 0usize..4) {
+    fn mutations_never_panic(flips in prop::collection::vec((0usize..2000, any::<u8>()), 1..8), cut in 0usize..2000, which in 0usize..5) {
         let (_, mut bytes, _) = captures().swap_remove(which);
         for (at, value) in flips {
             let at = at % bytes.len();
