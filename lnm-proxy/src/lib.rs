@@ -17,7 +17,7 @@
 //! # Layout
 //! - `sniff/`: the sniffers
 //! - `proxy.rs`: [`Proxy`], [`ConnReport`], [`Outcome`]
-//! - `relay.rs`: the bidirectional copy
+//! - `relay/`: the bidirectional relay (user-space copy; `splice(2)` for bulk on Linux)
 //! - `deny.rs`: TLS alerts and HTTP error responses
 //! - `server.rs`: [`ProxyServer`], [`ConnLimits`]
 //! - `settings.rs`: [`ProxySettings`]

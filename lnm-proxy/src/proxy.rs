@@ -405,7 +405,14 @@ impl Proxy {
         report.bytes_up = buf.len() as u64;
         // The hello has been replayed: release its buffer before the long relay.
         drop(buf);
-        let relayed = relay(io, &mut upstream, self.settings.idle_timeout).await;
+        let idle = self.settings.idle_timeout;
+        let relayed = match (&mut *io, &mut upstream) {
+            #[cfg(all(target_os = "linux", feature = "splice"))]
+            (Stream::Tcp(client), Stream::Tcp(upstream)) if self.settings.zero_copy => {
+                crate::relay::splice::relay(client, upstream, idle).await
+            }
+            (io, upstream) => relay(io, upstream, idle).await,
+        };
         report.bytes_up += relayed.up;
         report.bytes_down = relayed.down;
         report.outcome = match relayed.end {

@@ -32,6 +32,9 @@ pub struct ProxySettings {
     pub proxy_protocol_from: Vec<IpNet>,
     /// Connections that already passed this many gateways are refused (loop protection).
     pub max_hops: u8,
+    /// Relay bulk transfers between TCP sockets with `splice(2)` (Linux, feature `splice`;
+    /// ignored elsewhere). On by default.
+    pub zero_copy: bool,
 }
 
 impl ProxySettings {
@@ -49,6 +52,7 @@ impl ProxySettings {
             max_http_head: MAX_HTTP_HEAD,
             proxy_protocol_from: Vec::new(),
             max_hops: 8,
+            zero_copy: true,
         }
     }
 
@@ -71,6 +75,7 @@ impl ProxySettings {
                 Vec::new()
             },
             max_hops: config.limits.max_hops,
+            zero_copy: true,
         }
     }
 
@@ -107,6 +112,12 @@ impl ProxySettings {
     /// Sets the hop limit.
     pub fn max_hops(mut self, max_hops: u8) -> Self {
         self.max_hops = max_hops;
+        self
+    }
+
+    /// Turns the zero-copy relay on or off.
+    pub fn zero_copy(mut self, on: bool) -> Self {
+        self.zero_copy = on;
         self
     }
 

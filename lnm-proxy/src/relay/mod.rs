@@ -3,6 +3,11 @@
 //! Buffers are allocated only while data flows: each direction takes a buffer when it reads and
 //! gives it back as soon as its reader has nothing more to offer and everything read was
 //! written. An idle proxied connection therefore holds no relay buffer at all.
+//!
+//! Between two TCP sockets on Linux (feature `splice`, on by default), a direction that has
+//! moved more than [`splice::SPLICE_AFTER`] bytes switches to `splice(2)` through a pipe: the
+//! payload then stays in the kernel. Short exchanges (TLS handshakes, small requests) keep the
+//! user-space copy, which costs fewer system calls than a pipe.
 
 use std::future::{Future, poll_fn};
 use std::io;
@@ -12,6 +17,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
+
+#[cfg(all(target_os = "linux", feature = "splice"))]
+pub(crate) mod splice;
 
 /// The buffer of one direction while data flows.
 const BUF_SIZE: usize = 16 * 1024;
@@ -37,36 +45,52 @@ pub(crate) struct Relayed {
     pub(crate) end: RelayEnd,
 }
 
+/// Where a direction's copy stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Flow {
+    /// The reader's EOF was passed on as a shutdown of the writer.
+    Closed,
+    /// The direction moved its `switch_at` bytes and its buffer is empty: the caller may move
+    /// the rest another way.
+    Bulk,
+}
+
 #[derive(Default)]
-struct Direction {
+pub(crate) struct Direction {
     buf: Option<Box<[u8]>>,
     pos: usize,
     cap: usize,
     read_done: bool,
     done: bool,
     need_flush: bool,
-    moved: u64,
+    pub(crate) moved: u64,
 }
 
 impl Direction {
-    /// Moves bytes from `reader` to `writer`; `Ready(Ok)` once the reader's EOF has been passed
-    /// on as a shutdown of the writer. Sets `progress` whenever a byte moves.
-    fn poll_copy<R, W>(
+    /// Moves bytes from `reader` to `writer`; `Ready(Ok(Closed))` once the reader's EOF has been
+    /// passed on as a shutdown of the writer, `Ready(Ok(Bulk))` once `switch_at` bytes have
+    /// moved and none is left in the buffer. Sets `progress` whenever a byte moves.
+    pub(crate) fn poll_copy<R, W>(
         &mut self,
         cx: &mut Context<'_>,
         mut reader: Pin<&mut R>,
         mut writer: Pin<&mut W>,
         progress: &mut bool,
-    ) -> Poll<io::Result<()>>
+        switch_at: u64,
+    ) -> Poll<io::Result<Flow>>
     where
         R: AsyncRead + ?Sized,
         W: AsyncWrite + ?Sized,
     {
         if self.done {
-            return Poll::Ready(Ok(()));
+            return Poll::Ready(Ok(Flow::Closed));
         }
         loop {
             if self.pos == self.cap && !self.read_done {
+                if self.moved >= switch_at {
+                    self.buf = None;
+                    return Poll::Ready(Ok(Flow::Bulk));
+                }
                 let buf = self
                     .buf
                     .get_or_insert_with(|| vec![0u8; BUF_SIZE].into_boxed_slice());
@@ -109,9 +133,132 @@ impl Direction {
             if self.read_done {
                 ready!(writer.as_mut().poll_shutdown(cx))?;
                 self.done = true;
-                return Poll::Ready(Ok(()));
+                return Poll::Ready(Ok(Flow::Closed));
             }
         }
+    }
+}
+
+/// The relay's clock: the idle timeout, and an optional shorter "quiet" signal (nothing moved
+/// for a while) that lets a relay release resources it keeps while data flows.
+///
+/// Progress only records a time stamp; the timer is re-armed when it fires, so a busy relay
+/// does not touch the timer wheel for every chunk.
+struct Clock {
+    idle: Duration,
+    quiet: Option<Duration>,
+    quiet_signalled: bool,
+    last_progress: Instant,
+    timer: Pin<Box<Sleep>>,
+}
+
+/// What the clock says when polled.
+enum Tick {
+    Running,
+    Quiet,
+    Idle,
+}
+
+impl Clock {
+    fn new(idle: Duration, quiet: Option<Duration>) -> Self {
+        let now = Instant::now();
+        let first = quiet.map_or(idle, |q| q.min(idle));
+        Clock {
+            idle,
+            quiet,
+            quiet_signalled: false,
+            last_progress: now,
+            timer: Box::pin(tokio::time::sleep_until(now + first)),
+        }
+    }
+
+    fn progress(&mut self) {
+        self.last_progress = Instant::now();
+        if self.quiet_signalled {
+            // Come back to the quiet deadline, which is earlier than the idle one.
+            self.quiet_signalled = false;
+            self.arm();
+        }
+    }
+
+    fn arm(&mut self) {
+        let wait = match self.quiet {
+            Some(quiet) if !self.quiet_signalled => quiet.min(self.idle),
+            _ => self.idle,
+        };
+        self.timer.as_mut().reset(self.last_progress + wait);
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Tick {
+        loop {
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return Tick::Running;
+            }
+            let quiet_for = Instant::now().saturating_duration_since(self.last_progress);
+            if quiet_for >= self.idle {
+                return Tick::Idle;
+            }
+            match self.quiet {
+                Some(quiet) if !self.quiet_signalled && quiet_for >= quiet => {
+                    self.quiet_signalled = true;
+                    self.arm();
+                    return Tick::Quiet;
+                }
+                _ => self.arm(),
+            }
+        }
+    }
+}
+
+/// One relay as [`drive`] runs it.
+pub(crate) trait Step {
+    /// Polls both directions, setting `progress` when a byte moved; ready when the relay ends.
+    fn step(&mut self, cx: &mut Context<'_>, progress: &mut bool) -> Poll<RelayEnd>;
+
+    /// Nothing moved for the quiet period given to [`drive`].
+    fn quiet(&mut self) {}
+}
+
+/// Runs `relay` until its step is ready, or until nothing moved for `idle`;
+/// [`Step::quiet`] is called whenever nothing moved for `quiet`.
+pub(crate) async fn drive(
+    idle: Duration,
+    quiet: Option<Duration>,
+    relay: &mut impl Step,
+) -> RelayEnd {
+    let mut clock = Clock::new(idle, quiet);
+    poll_fn(|cx| {
+        let mut progress = false;
+        if let Poll::Ready(end) = relay.step(cx, &mut progress) {
+            return Poll::Ready(end);
+        }
+        if progress {
+            clock.progress();
+        }
+        loop {
+            match clock.poll(cx) {
+                Tick::Running => return Poll::Pending,
+                // The timer was re-armed: the next round polls it so it wakes us.
+                Tick::Quiet => relay.quiet(),
+                Tick::Idle => return Poll::Ready(RelayEnd::Idle),
+            }
+        }
+    })
+    .await
+}
+
+/// Combines the polls of the two directions into the relay's verdict.
+pub(crate) fn both<T>(
+    a: Poll<io::Result<T>>,
+    b: Poll<io::Result<T>>,
+    closed: impl Fn(&T) -> bool,
+) -> Poll<RelayEnd> {
+    match (a, b) {
+        (Poll::Ready(Err(e)), _) | (_, Poll::Ready(Err(e))) => Poll::Ready(RelayEnd::Error(e)),
+        (Poll::Ready(Ok(a)), Poll::Ready(Ok(b))) if closed(&a) && closed(&b) => {
+            Poll::Ready(RelayEnd::Closed)
+        }
+        _ => Poll::Pending,
     }
 }
 
@@ -123,43 +270,49 @@ where
     C: AsyncRead + AsyncWrite + Unpin + ?Sized,
     U: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
-    let mut up = Direction::default();
-    let mut down = Direction::default();
-    let mut timer: Pin<Box<Sleep>> = Box::pin(tokio::time::sleep(idle));
-    let end = poll_fn(|cx| {
-        let mut progress = false;
-        let a = up.poll_copy(
-            cx,
-            Pin::new(&mut *client),
-            Pin::new(&mut *upstream),
-            &mut progress,
-        );
-        let b = down.poll_copy(
-            cx,
-            Pin::new(&mut *upstream),
-            Pin::new(&mut *client),
-            &mut progress,
-        );
-        match (a, b) {
-            (Poll::Ready(Err(e)), _) | (_, Poll::Ready(Err(e))) => {
-                return Poll::Ready(RelayEnd::Error(e));
-            }
-            (Poll::Ready(Ok(())), Poll::Ready(Ok(()))) => return Poll::Ready(RelayEnd::Closed),
-            _ => {}
-        }
-        if progress {
-            timer.as_mut().reset(Instant::now() + idle);
-        }
-        match timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(RelayEnd::Idle),
-            Poll::Pending => Poll::Pending,
-        }
-    })
-    .await;
+    let mut copy = Copy {
+        client,
+        upstream,
+        up: Direction::default(),
+        down: Direction::default(),
+    };
+    let end = drive(idle, None, &mut copy).await;
     Relayed {
-        up: up.moved,
-        down: down.moved,
+        up: copy.up.moved,
+        down: copy.down.moved,
         end,
+    }
+}
+
+/// The user-space copy of both directions.
+struct Copy<'a, C: ?Sized, U: ?Sized> {
+    client: &'a mut C,
+    upstream: &'a mut U,
+    up: Direction,
+    down: Direction,
+}
+
+impl<C, U> Step for Copy<'_, C, U>
+where
+    C: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    U: AsyncRead + AsyncWrite + Unpin + ?Sized,
+{
+    fn step(&mut self, cx: &mut Context<'_>, progress: &mut bool) -> Poll<RelayEnd> {
+        let a = self.up.poll_copy(
+            cx,
+            Pin::new(&mut *self.client),
+            Pin::new(&mut *self.upstream),
+            progress,
+            u64::MAX,
+        );
+        let b = self.down.poll_copy(
+            cx,
+            Pin::new(&mut *self.upstream),
+            Pin::new(&mut *self.client),
+            progress,
+            u64::MAX,
+        );
+        both(a, b, |flow| *flow == Flow::Closed)
     }
 }
 

@@ -1,0 +1,430 @@
+//! Zero-copy relay between two TCP sockets: `splice(2)` from one socket into a pipe and from
+//! the pipe into the other socket, so bulk payload never crosses into user space.
+//!
+//! A direction starts with the ordinary user-space copy and switches to splicing once it has
+//! moved [`SPLICE_AFTER`] bytes, so TLS handshakes and short exchanges do not pay for a pipe
+//! (three system calls and two descriptors). The pipe is closed again when the connection has
+//! been quiet for [`PIPE_QUIET`], so idle connections hold no pipe. If no pipe can be opened
+//! (descriptor limit), the direction keeps copying.
+//!
+//! Readiness: the socket is only spliced *into an empty pipe*, so a `WouldBlock` from that call
+//! always means the socket has nothing to read (never that the pipe is full), and tokio's
+//! readiness for the socket stays exact.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use rustix::pipe::{PipeFlags, SpliceFlags, pipe_with, splice};
+use tokio::io::{AsyncWrite, Interest};
+use tokio::net::TcpStream;
+
+use super::{Direction, Flow, RelayEnd, Relayed, Step, both, drive};
+
+/// Bytes a direction copies in user space before it switches to splicing.
+pub(crate) const SPLICE_AFTER: u64 = 128 * 1024;
+
+/// A direction's pipe is closed after this long without traffic on the connection.
+pub(crate) const PIPE_QUIET: Duration = Duration::from_secs(2);
+
+/// Most bytes moved by one splice call (the default pipe holds 16 pages).
+const CHUNK: usize = 64 * 1024;
+
+const FLAGS: SpliceFlags = SpliceFlags::MOVE.union(SpliceFlags::NONBLOCK);
+
+struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+    /// Bytes in the pipe, not yet spliced out.
+    len: usize,
+}
+
+/// One direction: the copy first, then the pipe.
+#[derive(Default)]
+struct SpliceDirection {
+    copy: Direction,
+    /// The direction is in its splice phase.
+    bulk: bool,
+    /// Splicing was tried and no pipe could be opened: copy to the end.
+    no_pipe: bool,
+    pipe: Option<Pipe>,
+    read_done: bool,
+    done: bool,
+}
+
+impl SpliceDirection {
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        reader: &mut TcpStream,
+        writer: &mut TcpStream,
+        progress: &mut bool,
+        probe: &Probe,
+    ) -> Poll<io::Result<()>> {
+        if !self.bulk {
+            let switch_at = if self.no_pipe { u64::MAX } else { SPLICE_AFTER };
+            match ready!(self.copy.poll_copy(
+                cx,
+                Pin::new(&mut *reader),
+                Pin::new(&mut *writer),
+                progress,
+                switch_at,
+            ))? {
+                Flow::Closed => return Poll::Ready(Ok(())),
+                Flow::Bulk => self.bulk = true,
+            }
+        }
+        self.poll_splice(cx, reader, writer, progress, probe)
+    }
+
+    fn poll_splice(
+        &mut self,
+        cx: &mut Context<'_>,
+        reader: &mut TcpStream,
+        writer: &mut TcpStream,
+        progress: &mut bool,
+        probe: &Probe,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            if self.done {
+                return Poll::Ready(Ok(()));
+            }
+            let pipe = match self.pipe.as_mut() {
+                Some(pipe) => pipe,
+                None if self.read_done => {
+                    // EOF: tell the writer after everything read was written.
+                    ready!(Pin::new(&mut *writer).poll_shutdown(cx))?;
+                    self.done = true;
+                    continue;
+                }
+                None => match open_pipe(probe) {
+                    Ok((read, write)) => {
+                        probe.opened.fetch_add(1, Ordering::Relaxed);
+                        probe.open.fetch_add(1, Ordering::Relaxed);
+                        self.pipe.insert(Pipe {
+                            read,
+                            write,
+                            len: 0,
+                        })
+                    }
+                    Err(_) => {
+                        // Out of descriptors (or pipes): the user-space copy needs neither.
+                        self.no_pipe = true;
+                        self.bulk = false;
+                        return self.poll(cx, reader, writer, progress, probe);
+                    }
+                },
+            };
+            if pipe.len == 0 {
+                if self.read_done {
+                    self.release_pipe(probe);
+                    continue;
+                }
+                ready!(reader.poll_read_ready(cx))?;
+                match reader.try_io(Interest::READABLE, || {
+                    splice(&*reader, None, &pipe.write, None, CHUNK, FLAGS).map_err(io::Error::from)
+                }) {
+                    Ok(0) => self.read_done = true,
+                    Ok(n) => {
+                        pipe.len = n;
+                        *progress = true;
+                    }
+                    // Readiness was cleared: the next poll_read_ready registers the waker.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
+                continue;
+            }
+            ready!(writer.poll_write_ready(cx))?;
+            match writer.try_io(Interest::WRITABLE, || {
+                splice(&pipe.read, None, &*writer, None, pipe.len, FLAGS).map_err(io::Error::from)
+            }) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(n) => {
+                    pipe.len -= n;
+                    self.copy.moved += n as u64;
+                    *progress = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    /// Closes the pipe if it is empty.
+    fn release_pipe(&mut self, probe: &Probe) {
+        if self.pipe.as_ref().is_some_and(|pipe| pipe.len == 0) {
+            self.pipe = None;
+            probe.open.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn open_pipe(probe: &Probe) -> io::Result<(OwnedFd, OwnedFd)> {
+    if probe.refuse_pipes {
+        return Err(io::Error::from_raw_os_error(24)); // EMFILE
+    }
+    Ok(pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC)?)
+}
+
+/// [`relay`](super::relay) for two TCP sockets, splicing bulk transfers.
+pub(crate) async fn relay(
+    client: &mut TcpStream,
+    upstream: &mut TcpStream,
+    idle: Duration,
+) -> Relayed {
+    relay_with(client, upstream, idle, PIPE_QUIET, &Probe::default()).await
+}
+
+/// What tests observe of a relay's pipes.
+#[derive(Debug, Default)]
+struct Probe {
+    /// Pipes opened so far.
+    opened: AtomicUsize,
+    /// Pipes open now.
+    open: AtomicUsize,
+    /// Pretend no pipe can be opened.
+    refuse_pipes: bool,
+}
+
+async fn relay_with(
+    client: &mut TcpStream,
+    upstream: &mut TcpStream,
+    idle: Duration,
+    quiet: Duration,
+    probe: &Probe,
+) -> Relayed {
+    let mut relay = Splice {
+        client,
+        upstream,
+        up: SpliceDirection::default(),
+        down: SpliceDirection::default(),
+        probe,
+    };
+    let end = drive(idle, Some(quiet), &mut relay).await;
+    Relayed {
+        up: relay.up.copy.moved,
+        down: relay.down.copy.moved,
+        end,
+    }
+}
+
+struct Splice<'a> {
+    client: &'a mut TcpStream,
+    upstream: &'a mut TcpStream,
+    up: SpliceDirection,
+    down: SpliceDirection,
+    probe: &'a Probe,
+}
+
+impl Step for Splice<'_> {
+    fn step(&mut self, cx: &mut Context<'_>, progress: &mut bool) -> Poll<RelayEnd> {
+        let a = self
+            .up
+            .poll(cx, self.client, self.upstream, progress, self.probe);
+        let b = self
+            .down
+            .poll(cx, self.upstream, self.client, progress, self.probe);
+        both(a, b, |_| true)
+    }
+
+    fn quiet(&mut self) {
+        self.up.release_pipe(self.probe);
+        self.down.release_pipe(self.probe);
+    }
+}
+
+impl Drop for Splice<'_> {
+    fn drop(&mut self) {
+        for direction in [&mut self.up, &mut self.down] {
+            if direction.pipe.take().is_some() {
+                self.probe.open.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::relay::RelayEnd;
+
+    /// A connected pair of loopback sockets.
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (a, b) = tokio::join!(
+            TcpStream::connect(listener.local_addr().unwrap()),
+            listener.accept()
+        );
+        (a.unwrap(), b.unwrap().0)
+    }
+
+    fn pattern(seed: u8, len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 12) as u8)
+            .collect()
+    }
+
+    /// client app ⇄ (client socket | relay | upstream socket) ⇄ origin app.
+    struct Rig {
+        client: TcpStream,
+        origin: TcpStream,
+        relay: tokio::task::JoinHandle<Relayed>,
+        probe: Arc<Probe>,
+    }
+
+    async fn rig(quiet: Duration, refuse_pipes: bool) -> Rig {
+        let (client, mut client_side) = pair().await;
+        let (mut upstream_side, origin) = pair().await;
+        let probe = Arc::new(Probe {
+            refuse_pipes,
+            ..Probe::default()
+        });
+        let task_probe = probe.clone();
+        let relay = tokio::spawn(async move {
+            relay_with(
+                &mut client_side,
+                &mut upstream_side,
+                Duration::from_secs(30),
+                quiet,
+                &task_probe,
+            )
+            .await
+        });
+        Rig {
+            client,
+            origin,
+            relay,
+            probe,
+        }
+    }
+
+    /// Sends `up` from the client and `down` from the origin at once, each side half-closing
+    /// after its data, and returns what each side received.
+    async fn exchange(rig: &mut Rig, up: &[u8], down: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        let (mut client_read, mut client_write) = rig.client.split();
+        let (mut origin_read, mut origin_write) = rig.origin.split();
+        let mut at_origin = Vec::new();
+        let mut at_client = Vec::new();
+        tokio::try_join!(
+            async {
+                client_write.write_all(up).await?;
+                client_write.shutdown().await
+            },
+            async {
+                origin_write.write_all(down).await?;
+                origin_write.shutdown().await
+            },
+            origin_read.read_to_end(&mut at_origin),
+            client_read.read_to_end(&mut at_client),
+        )
+        .unwrap();
+        (at_origin, at_client)
+    }
+
+    #[tokio::test]
+    async fn bulk_both_ways_is_spliced_intact_with_half_close() {
+        let mut rig = rig(PIPE_QUIET, false).await;
+        let up = pattern(1, 3_000_017);
+        let down = pattern(2, 5_000_011);
+        let (at_origin, at_client) = exchange(&mut rig, &up, &down).await;
+        assert!(at_origin == up, "client → origin bytes intact");
+        assert!(at_client == down, "origin → client bytes intact");
+        let relayed = rig.relay.await.unwrap();
+        assert!(matches!(relayed.end, RelayEnd::Closed), "{:?}", relayed.end);
+        assert_eq!((relayed.up, relayed.down), (3_000_017, 5_000_011));
+        assert!(
+            rig.probe.opened.load(Ordering::Relaxed) >= 2,
+            "both directions went past {SPLICE_AFTER} bytes and spliced"
+        );
+        assert_eq!(rig.probe.open.load(Ordering::Relaxed), 0, "pipes closed");
+    }
+
+    #[tokio::test]
+    async fn short_exchanges_open_no_pipe() {
+        let mut rig = rig(PIPE_QUIET, false).await;
+        let (at_origin, at_client) =
+            exchange(&mut rig, &pattern(3, 2000), &pattern(4, 90_000)).await;
+        assert_eq!((at_origin.len(), at_client.len()), (2000, 90_000));
+        let relayed = rig.relay.await.unwrap();
+        assert_eq!((relayed.up, relayed.down), (2000, 90_000));
+        assert_eq!(rig.probe.opened.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_quiet_connection_gives_its_pipe_back_and_splices_again_later() {
+        let mut rig = rig(Duration::from_millis(100), false).await;
+        let burst = pattern(5, 1_000_000);
+        let mut got = vec![0u8; burst.len()];
+        rig.origin.write_all(&burst).await.unwrap();
+        rig.client.read_exact(&mut got).await.unwrap();
+        assert!(got == burst);
+        assert_eq!(
+            rig.probe.open.load(Ordering::Relaxed),
+            1,
+            "pipe held while flowing"
+        );
+        // Quiet for longer than the quiet period: the pipe is closed, the connection stays.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while rig.probe.open.load(Ordering::Relaxed) != 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "pipe never released"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        rig.origin.write_all(&burst).await.unwrap();
+        rig.client.read_exact(&mut got).await.unwrap();
+        assert!(got == burst, "second burst intact");
+        assert_eq!(
+            rig.probe.opened.load(Ordering::Relaxed),
+            2,
+            "a new pipe for the new burst"
+        );
+        let (_, rest) = exchange(&mut rig, b"", b"bye").await;
+        assert_eq!(rest, b"bye");
+        let relayed = rig.relay.await.unwrap();
+        assert_eq!(relayed.down, 2_000_003);
+    }
+
+    #[tokio::test]
+    async fn without_pipes_bulk_is_copied() {
+        let mut rig = rig(PIPE_QUIET, true).await;
+        let down = pattern(6, 2_000_000);
+        let (_, at_client) = exchange(&mut rig, b"GET", &down).await;
+        assert!(at_client == down);
+        let relayed = rig.relay.await.unwrap();
+        assert_eq!(relayed.down, 2_000_000);
+        assert_eq!(rig.probe.opened.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_reset_during_a_spliced_transfer_ends_the_relay_with_an_error() {
+        let mut rig = rig(PIPE_QUIET, false).await;
+        let burst = pattern(7, 1_000_000);
+        let mut got = vec![0u8; burst.len()];
+        rig.origin.write_all(&burst).await.unwrap();
+        rig.client.read_exact(&mut got).await.unwrap();
+        // Abortive close of the origin (RST) while the direction is in its splice phase.
+        // Linger 0 makes close() send a RST at once (it does not block with a zero timeout).
+        #[allow(deprecated)]
+        rig.origin.set_linger(Some(Duration::ZERO)).unwrap();
+        drop(rig.origin);
+        let relayed = rig.relay.await.unwrap();
+        assert!(
+            matches!(relayed.end, RelayEnd::Error(_)),
+            "{:?}",
+            relayed.end
+        );
+        assert_eq!(relayed.down, 1_000_000);
+        assert_eq!(rig.probe.open.load(Ordering::Relaxed), 0);
+    }
+}
