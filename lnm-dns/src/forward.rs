@@ -27,9 +27,13 @@ use tower::Service;
 use crate::cache::{Cache, key};
 use crate::message::Response;
 use crate::resolver::DnsRequest;
+use crate::udp::{MAX_UDP, Receiver};
 
 /// UDP sockets per upstream.
 const SOCKETS_PER_UPSTREAM: usize = 4;
+
+/// Answers taken by one receive call on an upstream socket.
+const UPSTREAM_BATCH: usize = 8;
 
 /// Forwarder settings.
 #[derive(Debug, Clone)]
@@ -238,25 +242,26 @@ impl Forwarder {
     }
 }
 
-/// Dispatches the answers arriving on one upstream socket to the queries waiting for them.
+/// Dispatches the answers arriving on one upstream socket to the queries waiting for them,
+/// taking every answer waiting on the socket at once.
 async fn receive(socket: Arc<UdpSocket>, pending: Pending) {
-    let mut buf = vec![0u8; 65_535];
+    let mut receiver = Receiver::new(UPSTREAM_BATCH, MAX_UDP);
     loop {
-        let n = match socket.recv(&mut buf).await {
-            Ok(n) => n,
+        let count = match receiver.recv(&socket).await {
+            Ok(count) => count,
             // ICMP port unreachable and the like: the waiting query times out.
             Err(_) => continue,
         };
-        if n < 12 || buf[2] & 0x80 == 0 {
-            continue;
-        }
-        let id = u16::from_be_bytes([buf[0], buf[1]]);
-        let waiter = pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
-        if let Some(waiter) = waiter {
-            let _ = waiter.send(Bytes::copy_from_slice(&buf[..n]));
+        let mut pending = pending.lock().unwrap_or_else(|e| e.into_inner());
+        for i in 0..count {
+            let (datagram, answer) = receiver.get(i);
+            if datagram.truncated || answer.len() < 12 || answer[2] & 0x80 == 0 {
+                continue;
+            }
+            let id = u16::from_be_bytes([answer[0], answer[1]]);
+            if let Some(waiter) = pending.remove(&id) {
+                let _ = waiter.send(Bytes::copy_from_slice(answer));
+            }
         }
     }
 }

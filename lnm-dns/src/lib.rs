@@ -22,6 +22,7 @@
 //! - `resolver.rs`: [`RewriteResolver`], [`Refuser`], [`DnsRequest`]
 //! - `forward.rs` + `cache.rs`: [`Forwarder`]
 //! - `server.rs`: [`DnsServer`], [`bind`]
+//! - `udp.rs`: batched datagram receive and send (`recvmmsg`/`sendmmsg` on Linux)
 //! - `export.rs`: dnsmasq and CoreDNS rendering
 //!
 //! # Example
@@ -50,6 +51,7 @@ mod message;
 mod resolver;
 mod rewrite;
 mod server;
+mod udp;
 
 pub use forward::{Forwarder, ForwarderConfig};
 pub use message::{EDNS_UDP_SIZE, PLAIN_UDP_SIZE, Query, Rejected, Response};

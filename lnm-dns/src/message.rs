@@ -106,6 +106,23 @@ impl Query {
         })
     }
 
+    /// A datagram longer than the server keeps, of which only `head` was read: answered with
+    /// FORMERR under its ID (no query needs that much), or dropped when it has no header or is
+    /// a response.
+    pub(crate) fn oversized(head: &[u8]) -> Result<Query, Rejected> {
+        if head.len() < 12 || head[2] & 0x80 != 0 {
+            return Err(Rejected::Drop);
+        }
+        let mut answer = MessageBuilder::new_vec();
+        let header = answer.header_mut();
+        header.set_id(u16::from_be_bytes([head[0], head[1]]));
+        header.set_qr(true);
+        header.set_rd(head[2] & 1 != 0);
+        header.set_ra(true);
+        header.set_rcode(Rcode::FORMERR);
+        Err(Rejected::Reply(Response(Bytes::from(answer.finish()))))
+    }
+
     /// The query ID.
     pub fn id(&self) -> u16 {
         self.msg.header().id()

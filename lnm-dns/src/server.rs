@@ -24,6 +24,7 @@ use tower::{BoxError, Service, ServiceExt};
 
 use crate::message::{Query, Rejected, Response};
 use crate::resolver::{DnsRequest, Transport};
+use crate::udp::{BATCH, MAX_QUERY, Receiver, Sender};
 
 /// Bounds of a DNS server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,64 +112,94 @@ where
     }
 
     /// Serves queries arriving on `socket`.
+    ///
+    /// Queries are taken in batches (see the `udp` module); the ones answered at once are
+    /// answered together at the end of the batch, the others when their answer comes.
     pub async fn serve_udp(&self, socket: UdpSocket) {
         let socket = Arc::new(socket);
-        let mut buf = vec![0u8; 65_535];
+        let mut receiver = Receiver::new(BATCH, MAX_QUERY);
+        let mut sender = Sender::new();
         loop {
             let received = tokio::select! {
                 () = self.shutdown.cancelled() => return,
-                received = socket.recv_from(&mut buf) => received,
+                received = receiver.recv(&socket) => received,
             };
-            let (n, client) = match received {
-                Ok(received) => received,
-                // ICMP errors of earlier answers, or a transient failure: keep serving.
+            let count = match received {
+                Ok(count) => count,
+                // A transient failure (ICMP errors of earlier answers, memory): keep serving.
                 Err(e) => {
                     tracing::debug!(error = %e, "DNS UDP receive failed");
                     continue;
                 }
             };
-            let query = match Query::parse(Bytes::copy_from_slice(&buf[..n])) {
-                Ok(query) => query,
-                Err(Rejected::Drop) => continue,
-                Err(Rejected::Reply(response)) => {
-                    tracing::debug!(%client, len = n, "malformed DNS query answered with an error");
-                    let _ = socket.send_to(response.as_bytes(), client).await;
+            for i in 0..count {
+                let (datagram, bytes) = receiver.get(i);
+                let Some(client) = datagram.from else {
                     continue;
-                }
-            };
-            let limit_query = query.clone();
-            let request = DnsRequest {
-                query,
-                source: client,
-                transport: Transport::Udp,
-            };
-            let mut service = self.service.clone();
-            let answer = async move {
-                match service.ready().await {
-                    Ok(ready) => ready.call(request).await.map_err(Into::into),
-                    Err(e) => Err(e.into()),
-                }
-            };
-            let mut answer = Box::pin(answer);
-            // Answered locally: the future is ready at once, no task needed.
-            if let Some(result) = (&mut answer).now_or_never() {
-                send_udp(&socket, client, &limit_query, result).await;
-                continue;
+                };
+                self.udp_query(&socket, &mut sender, client, bytes, datagram.truncated);
             }
-            let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
-                tracing::warn!(%client, limit = self.limits.max_in_flight, "too many DNS queries in flight; SERVFAIL");
-                let _ = socket
-                    .send_to(limit_query.empty(Rcode::SERVFAIL).as_bytes(), client)
-                    .await;
-                continue;
-            };
-            let socket = socket.clone();
-            tokio::spawn(async move {
-                let result = answer.await;
-                send_udp(&socket, client, &limit_query, result).await;
-                drop(permit);
-            });
+            sender.flush(&socket).await;
         }
+    }
+
+    /// One UDP query: its answer is queued on `sender` when it is ready at once, otherwise a
+    /// task sends it when it comes.
+    fn udp_query(
+        &self,
+        socket: &Arc<UdpSocket>,
+        sender: &mut Sender,
+        client: SocketAddr,
+        bytes: &[u8],
+        truncated: bool,
+    ) {
+        let parsed = if truncated {
+            Query::oversized(bytes)
+        } else {
+            Query::parse(Bytes::copy_from_slice(bytes))
+        };
+        let query = match parsed {
+            Ok(query) => query,
+            Err(Rejected::Drop) => return,
+            Err(Rejected::Reply(response)) => {
+                tracing::debug!(%client, len = bytes.len(), truncated, "malformed DNS query answered with an error");
+                sender.push(response, client);
+                return;
+            }
+        };
+        let limit_query = query.clone();
+        let request = DnsRequest {
+            query,
+            source: client,
+            transport: Transport::Udp,
+        };
+        let mut service = self.service.clone();
+        let answer = async move {
+            match service.ready().await {
+                Ok(ready) => ready.call(request).await.map_err(Into::into),
+                Err(e) => Err(e.into()),
+            }
+        };
+        let mut answer = Box::pin(answer);
+        // Answered locally: the future is ready at once, no task needed.
+        if let Some(result) = (&mut answer).now_or_never() {
+            sender.push(udp_answer(client, &limit_query, result), client);
+            return;
+        }
+        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+            tracing::warn!(%client, limit = self.limits.max_in_flight, "too many DNS queries in flight; SERVFAIL");
+            sender.push(limit_query.empty(Rcode::SERVFAIL), client);
+            return;
+        };
+        let socket = socket.clone();
+        tokio::spawn(async move {
+            let result = answer.await;
+            let response = udp_answer(client, &limit_query, result);
+            if let Err(e) = socket.send_to(response.as_bytes(), client).await {
+                tracing::debug!(%client, error = %e, "DNS UDP send failed");
+            }
+            drop(permit);
+        });
     }
 
     /// Serves TCP connections accepted on `listener`.
@@ -270,20 +301,13 @@ where
     }
 }
 
-async fn send_udp(
-    socket: &UdpSocket,
-    client: SocketAddr,
-    query: &Query,
-    result: Result<Response, BoxError>,
-) {
-    let response = match result {
+/// The UDP answer to `query`: fitted to the client's size, SERVFAIL when the service failed.
+fn udp_answer(client: SocketAddr, query: &Query, result: Result<Response, BoxError>) -> Response {
+    match result {
         Ok(response) => query.fit_udp(response),
         Err(e) => {
             tracing::warn!(%client, error = %e, "DNS service failed; SERVFAIL");
             query.empty(Rcode::SERVFAIL)
         }
-    };
-    if let Err(e) = socket.send_to(response.as_bytes(), client).await {
-        tracing::debug!(%client, error = %e, "DNS UDP send failed");
     }
 }

@@ -376,3 +376,75 @@ async fn dig_interop() {
     let big_tcp = dig(server, &["big.example", "A", "+short", "+tcp"]).await;
     assert_eq!(big_tcp.lines().count(), 100);
 }
+
+/// Many queries waiting on the server socket at once are taken in batches (recvmmsg/sendmmsg
+/// on Linux): rewritten, forwarded, cached, malformed and oversized queries mixed in one burst
+/// from several clients all get their own answer, under their own ID.
+#[tokio::test]
+async fn a_burst_of_mixed_queries_gets_every_answer() {
+    let (up, _) = upstream().await;
+    let server = forwarding_server(vec![up], Duration::from_secs(2)).await;
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    }
+    // Oversized: a valid header followed by 5,000 bytes (more than any query needs).
+    let mut oversized = query("management.azure.com", Rtype::A, 0);
+    oversized.resize(5000, 0);
+    let mut expected = Vec::new();
+    for round in 0..50u16 {
+        for (c, socket) in clients.iter().enumerate() {
+            let id = round * 4 + c as u16 + 1;
+            let (bytes, want) = match id % 5 {
+                0 => (query("management.azure.com", Rtype::A, id), Rcode::NOERROR),
+                1 => (
+                    query(&format!("h{id}.example.org"), Rtype::A, id),
+                    Rcode::NOERROR,
+                ),
+                2 => (query("nx.example", Rtype::A, id), Rcode::NXDOMAIN),
+                3 => {
+                    let mut b = b"\x00\x00\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x07ex".to_vec();
+                    b[..2].copy_from_slice(&id.to_be_bytes());
+                    (b, Rcode::FORMERR)
+                }
+                _ => {
+                    let mut b = oversized.clone();
+                    b[..2].copy_from_slice(&id.to_be_bytes());
+                    (b, Rcode::FORMERR)
+                }
+            };
+            socket.send_to(&bytes, server).await.unwrap();
+            expected.push((c, id, want));
+        }
+        // Let the server take what is queued (a few datagrams per batch) before the socket's
+        // receive buffer overflows and the kernel drops datagrams, as UDP may.
+        tokio::task::yield_now().await;
+    }
+    let mut got = std::collections::HashMap::new();
+    let mut buf = vec![0u8; 65535];
+    for (c, socket) in clients.iter().enumerate() {
+        for _ in 0..50 {
+            let Ok(n) = tokio::time::timeout(Duration::from_secs(5), socket.recv(&mut buf)).await
+            else {
+                break;
+            };
+            let msg = Message::from_octets(buf[..n.unwrap()].to_vec()).unwrap();
+            got.insert((c, msg.header().id()), msg);
+        }
+    }
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|(c, id, _)| !got.contains_key(&(*c, *id)))
+        .collect();
+    assert!(missing.is_empty(), "unanswered: {missing:?}");
+    for (c, id, want) in expected {
+        let msg = &got[&(c, id)];
+        assert_eq!(msg.header().rcode(), want, "query {id} of client {c}");
+        if id % 5 == 0 {
+            assert_eq!(addrs(msg), [ip("10.3.0.1")]);
+        }
+        if id % 5 == 1 {
+            assert_eq!(addrs(msg), [ip("192.0.2.1")]);
+        }
+    }
+}
