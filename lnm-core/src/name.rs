@@ -115,6 +115,22 @@ impl Name {
     /// on it.
     #[inline]
     pub fn with_normalized<R>(input: &[u8], f: impl FnOnce(&str) -> R) -> Result<R, NameError> {
+        Self::with_normalized_ascii(input, |ascii| {
+            // Every byte was checked to be ASCII.
+            std::str::from_utf8(ascii)
+                .map(f)
+                .map_err(|_| NameError::Idna)
+        })?
+    }
+
+    /// [`with_normalized`](Self::with_normalized) handing over the canonical name as bytes
+    /// (lower-case ASCII letters, digits, `-`, `_` and dots), which spares callers that compare
+    /// bytes a UTF-8 check.
+    #[inline]
+    pub fn with_normalized_ascii<R>(
+        input: &[u8],
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, NameError> {
         let input = input.strip_suffix(b".").unwrap_or(input);
         if input.is_empty() {
             return Err(NameError::Empty);
@@ -142,10 +158,7 @@ impl Name {
         if has_upper {
             return Ok(fold_then(input, f));
         }
-        // Every byte was checked to be ASCII above.
-        std::str::from_utf8(input)
-            .map(f)
-            .map_err(|_| NameError::Idna)
+        Ok(f(input))
     }
 
     /// Validates and normalises `input` into `buf`, returning the canonical text.
@@ -214,13 +227,12 @@ fn invalid_byte(input: &[u8], position: usize) -> NameError {
 }
 
 #[cold]
-fn fold_then<R>(input: &[u8], f: impl FnOnce(&str) -> R) -> R {
+fn fold_then<R>(input: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
     let mut buf: NameBuf = [0; MAX_NAME_LEN];
     let folded = &mut buf[..input.len()];
     folded.copy_from_slice(input);
     folded.make_ascii_lowercase();
-    // ASCII stays ASCII when lower-cased.
-    f(std::str::from_utf8(folded).unwrap_or_default())
+    f(folded)
 }
 
 fn check_label(start: usize, end: usize) -> Result<(), NameError> {
@@ -234,10 +246,13 @@ fn check_label(start: usize, end: usize) -> Result<(), NameError> {
     }
 }
 
-/// Whether a (lower-cased) last label would make `inet_aton`/WHATWG read the name as IPv4:
-/// all decimal digits, or `0x` followed by hex digits.
+/// Whether a last label would make `inet_aton`/WHATWG read the name as IPv4: all decimal
+/// digits, or `0x`/`0X` followed by hex digits of either case.
 fn is_numeric_label(label: &[u8]) -> bool {
-    if let Some(hex) = label.strip_prefix(b"0x") {
+    if let Some(hex) = label
+        .strip_prefix(b"0x")
+        .or_else(|| label.strip_prefix(b"0X"))
+    {
         return hex.iter().all(u8::is_ascii_hexdigit);
     }
     label.iter().all(u8::is_ascii_digit)
@@ -349,10 +364,14 @@ mod tests {
             "fe80::1",
             "127.1",
             "0x7f.1",
+            "0X7F.1",
+            "a.0Xff",
+            "A.0x7F",
             "2130706433",
             "a.b.12",
         ] {
             assert_eq!(n(ip).unwrap_err(), NameError::IpLiteral, "{ip}");
+            assert!(Name::from_ascii(ip.as_bytes()).is_err(), "{ip} on the wire");
         }
         assert_eq!(
             Name::from_ascii(b"10.0.0.1").unwrap_err(),

@@ -101,7 +101,41 @@ struct Node {
 /// instead of a string comparison; the one or two candidate nodes are then verified against the
 /// name itself, so a hash collision can never allow a name, only (with probability ~2⁻⁶⁴) fall
 /// back to the slow path.
-type Index = HashMap<u64, u32, foldhash::fast::FixedState>;
+type Index = HashMap<u64, u32, PreHashed>;
+
+/// The index's keys are already seeded 64-bit hashes: the map uses them as they are instead
+/// of hashing them again.
+#[derive(Debug, Clone, Copy, Default)]
+struct PreHashed;
+
+impl std::hash::BuildHasher for PreHashed {
+    type Hasher = PreHashedKey;
+
+    fn build_hasher(&self) -> PreHashedKey {
+        PreHashedKey(0)
+    }
+}
+
+/// The hasher of [`PreHashed`]: the `u64` key itself.
+#[derive(Debug, Clone, Copy)]
+struct PreHashedKey(u64);
+
+impl std::hash::Hasher for PreHashedKey {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed; fold anything else in rather than panic.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, key: u64) {
+        self.0 = key;
+    }
+}
 
 /// A compiled allowlist (DESIGN §3). Immutable and cheap to share; swap a new one in with an
 /// [`AllowlistHandle`](crate::AllowlistHandle).
@@ -204,7 +238,7 @@ impl Allowlist {
         let Some(raw) = request.server_name else {
             return Decision::Deny(Reason::NoServerName);
         };
-        match Name::with_normalized(raw, |name| self.lookup(name, port)) {
+        match Name::with_normalized_ascii(raw, |name| self.lookup(name, port)) {
             Ok(decision) => decision,
             Err(e) => Decision::Deny(Reason::InvalidName(e)),
         }
@@ -215,7 +249,7 @@ impl Allowlist {
     /// The fast path remembers only the exact entry and the deepest wildcard on the way down;
     /// the rare case where that match is an internal rule for another port (or fails
     /// verification) walks again for the fallbacks.
-    fn lookup(&self, name: &str, port: Option<u16>) -> Decision {
+    fn lookup(&self, name: &[u8], port: Option<u16>) -> Decision {
         let (exact, deepest_wildcard) = self.walk(name, |_| ());
         let first = exact
             .map(|n| &n.exact)
@@ -232,10 +266,10 @@ impl Allowlist {
     /// node of the deepest wildcard entry. Every node returned or passed on is verified.
     fn walk<'s>(
         &'s self,
-        name: &str,
+        name: &[u8],
         mut on_wildcard: impl FnMut(&'s Node),
     ) -> (Option<&'s Node>, Option<&'s Node>) {
-        let bytes = name.as_bytes();
+        let bytes = name;
         let mut end = bytes.len();
         let mut hash = 0u64;
         let (mut exact, mut wildcard) = (None, None);
@@ -250,12 +284,12 @@ impl Allowlist {
             };
             let node = &self.nodes[id as usize];
             if start == 0 {
-                if !node.exact.is_empty() && *node.suffix == *name {
+                if !node.exact.is_empty() && node.suffix.as_bytes() == name {
                     exact = Some(node);
                 }
                 break;
             }
-            if !node.wildcard.is_empty() && name[start..] == *node.suffix {
+            if !node.wildcard.is_empty() && &name[start..] == node.suffix.as_bytes() {
                 wildcard = Some(node);
                 on_wildcard(node);
             }
@@ -265,7 +299,7 @@ impl Allowlist {
     }
 
     #[cold]
-    fn lookup_fallback(&self, name: &str, port: Option<u16>) -> Decision {
+    fn lookup_fallback(&self, name: &[u8], port: Option<u16>) -> Decision {
         let mut wildcards: Vec<&Node> = Vec::new();
         let (exact, _) = self.walk(name, |node| wildcards.push(node));
         let candidates = exact
@@ -369,8 +403,7 @@ impl AllowlistBuilder {
     fn try_build(&self, seed: u64) -> Option<Allowlist> {
         let hasher = foldhash::fast::FixedState::with_seed(seed);
         let mut nodes: Vec<Node> = Vec::new();
-        let mut index =
-            Index::with_hasher(foldhash::fast::FixedState::with_seed(seed ^ 0x9e37_79b9));
+        let mut index = Index::with_hasher(PreHashed);
         for (i, rule) in self.rules.iter().enumerate() {
             let id = RuleId(u32::try_from(i).unwrap_or(u32::MAX));
             let name = rule.pattern.name().as_str();
