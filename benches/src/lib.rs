@@ -1,7 +1,11 @@
 //! Benchmarks of lnm.
 //!
 //! - `benches/policy.rs`: criterion benchmark of [`lnm_policy::Allowlist::check`] over 10,000
-//!   rules (`cargo bench -p lnm-benches --bench policy`).
+//!   rules (`cargo bench -p lnm-benches --bench policy`);
+//! - `benches/sniff.rs`: the TLS and HTTP sniffers on real first flights (Chromium, curl,
+//!   openssl s_client), whole and in 100-byte segments (`--bench sniff`);
+//! - `benches/dns.rs`: DNS request → answer without sockets, pure and through the
+//!   `RewriteResolver` tower service (`--bench dns`).
 //!
 //! This library holds the inputs shared by the benchmarks, so they are built the same way
 //! everywhere.
