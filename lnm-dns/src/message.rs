@@ -93,10 +93,7 @@ impl Query {
             Some(opt) => Some(opt.udp_payload_size().max(PLAIN_UDP_SIZE as u16)),
             None => None,
         };
-        let mut qname = question.qname().to_string();
-        if qname.ends_with('.') && qname.len() > 1 {
-            qname.pop();
-        }
+        let qname = qname_text(&question.qname());
         Ok(Query {
             qname,
             qtype: question.qtype(),
@@ -162,7 +159,11 @@ impl Query {
     /// An answer with `rcode` and the given address records (A for IPv4, AAAA for IPv6).
     pub fn answer(&self, rcode: Rcode, ttl: u32, addrs: &[std::net::IpAddr]) -> Response {
         let build = || -> Result<Vec<u8>, domain::base::message_builder::PushError> {
-            let mut answer = MessageBuilder::new_vec().start_answer(&self.msg, rcode)?;
+            // Room for the question, the records and an OPT record: one allocation.
+            let room = self.msg.as_slice().len() + 32 * addrs.len() + 16;
+            let mut answer = MessageBuilder::from_target(Vec::with_capacity(room))
+                .map_err(|_| domain::base::message_builder::PushError::ShortBuf)?
+                .start_answer(&self.msg, rcode)?;
             answer.header_mut().set_aa(true);
             answer.header_mut().set_ra(true);
             let qname = self
@@ -226,6 +227,38 @@ impl Query {
 }
 
 /// An error answer built from whatever of the request could be parsed.
+/// The question name in presentation format without the trailing dot (`.` for the root).
+/// Names of plain host-name bytes — nearly all — are joined directly; anything else (dots or
+/// unprintable bytes inside a label) goes through the crate's escaping `Display`.
+fn qname_text<N>(name: &N) -> String
+where
+    N: domain::base::ToName + std::fmt::Display,
+{
+    let plain = |b: &u8| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_';
+    let mut text = String::with_capacity(64);
+    for label in name.iter_labels() {
+        let bytes = label.as_slice();
+        if bytes.is_empty() {
+            break;
+        }
+        if !bytes.iter().all(plain) {
+            let mut escaped = name.to_string();
+            if escaped.ends_with('.') && escaped.len() > 1 {
+                escaped.pop();
+            }
+            return escaped;
+        }
+        if !text.is_empty() {
+            text.push('.');
+        }
+        text.extend(bytes.iter().map(|&b| char::from(b)));
+    }
+    if text.is_empty() {
+        text.push('.');
+    }
+    text
+}
+
 fn error(msg: &Message<Bytes>, rcode: Rcode) -> Response {
     let mut answer = MessageBuilder::new_vec().start_error(msg, rcode);
     answer.header_mut().set_ra(true);
@@ -358,7 +391,38 @@ mod tests {
         assert!(!q.fit_udp(small).is_truncated());
     }
 
+    #[test]
+    fn qname_text_keeps_case_and_escapes_odd_labels() {
+        let text = |name: &str| qname_text(&Name::<Vec<u8>>::from_str(name).unwrap());
+        assert_eq!(text("Management.Azure.com."), "Management.Azure.com");
+        assert_eq!(text("."), ".");
+        assert_eq!(text("a\\.b.example."), "a\\.b.example");
+        assert_eq!(text("x\\000y.example."), "x\\000y.example");
+    }
+
     proptest! {
+        #[test]
+        fn qname_text_is_the_presentation_format(
+            labels in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..12), 0..5),
+            plain in any::<bool>(),
+        ) {
+            let labels: Vec<Vec<u8>> = if plain {
+                labels.into_iter().map(|l| l.into_iter().map(|b| b"abcXYZ019-_"[usize::from(b) % 11]).collect()).collect()
+            } else {
+                labels
+            };
+            let mut builder = domain::base::name::NameBuilder::new_vec();
+            for label in &labels {
+                builder.append_label(label).unwrap();
+            }
+            let name = builder.into_name().unwrap();
+            let mut expected = name.to_string();
+            if expected.ends_with('.') && expected.len() > 1 {
+                expected.pop();
+            }
+            prop_assert_eq!(qname_text(&name), expected);
+        }
+
         #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
             if let Ok(q) = Query::parse(Bytes::from(bytes)) {
