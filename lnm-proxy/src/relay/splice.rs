@@ -30,8 +30,9 @@ pub(crate) const SPLICE_AFTER: u64 = 128 * 1024;
 /// A direction's pipe is closed after this long without traffic on the connection.
 pub(crate) const PIPE_QUIET: Duration = Duration::from_secs(2);
 
-/// Most bytes moved by one splice call (the default pipe holds 16 pages).
-const CHUNK: usize = 64 * 1024;
+/// Most bytes moved by one splice call; the pipe is grown to hold it (the default pipe holds 16
+/// pages; growing it needs no privilege up to `/proc/sys/fs/pipe-max-size`, 1 MiB by default).
+const CHUNK: usize = 1024 * 1024;
 
 const FLAGS: SpliceFlags = SpliceFlags::MOVE.union(SpliceFlags::NONBLOCK);
 
@@ -167,7 +168,10 @@ fn open_pipe(probe: &Probe) -> io::Result<(OwnedFd, OwnedFd)> {
     if probe.refuse_pipes {
         return Err(io::Error::from_raw_os_error(24)); // EMFILE
     }
-    Ok(pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC)?)
+    let (read, write) = pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC)?;
+    // A larger pipe moves more per call; when it cannot grow, the default size works too.
+    let _ = rustix::pipe::fcntl_setpipe_size(&write, CHUNK);
+    Ok((read, write))
 }
 
 /// [`relay`](super::relay) for two TCP sockets, splicing bulk transfers.
