@@ -31,5 +31,10 @@ config="$workdir/lnm-l$level.yaml"
     echo "    - {destinationUrl: \"$name\", destinationType: external}"
   done
 } > "$config"
-export TOKIO_WORKER_THREADS=${LNM_THREADS:-1}
+# LNM_THREADS=default: lnm's own default (one worker per CPU it may run on).
+if [ "${LNM_THREADS:-1}" = default ]; then
+  unset TOKIO_WORKER_THREADS
+else
+  export TOKIO_WORKER_THREADS=${LNM_THREADS:-1}
+fi
 exec "$bin" --config "$config"

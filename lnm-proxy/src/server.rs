@@ -116,6 +116,9 @@ impl ProxyServer {
     /// Accepts on `listener` until [`shutdown`](Self::shutdown).
     pub async fn serve(&self, listener: TcpListener) {
         let local = listener.local_addr().ok();
+        // Bound to one address, every connection's local address is the listener's: no
+        // getsockname per connection. A wildcard bind asks the socket.
+        let fixed_local = local.filter(|addr| !addr.ip().is_unspecified());
         let mut backoff = Duration::from_millis(1);
         loop {
             let accepted = tokio::select! {
@@ -126,9 +129,12 @@ impl ProxyServer {
                 Ok((stream, client)) => {
                     backoff = Duration::from_millis(1);
                     let _ = stream.set_nodelay(true);
-                    let local = stream
-                        .local_addr()
-                        .unwrap_or_else(|_| local.unwrap_or(client));
+                    let local = match fixed_local {
+                        Some(local) => local,
+                        None => stream
+                            .local_addr()
+                            .unwrap_or_else(|_| local.unwrap_or(client)),
+                    };
                     self.spawn(Stream::Tcp(stream), client, local);
                 }
                 Err(e) if is_resource_exhaustion(&e) => {
