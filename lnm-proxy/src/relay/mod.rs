@@ -15,7 +15,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, Sleep};
 
 #[cfg(all(target_os = "linux", feature = "splice"))]
@@ -57,7 +58,7 @@ pub(crate) enum Flow {
 
 #[derive(Default)]
 pub(crate) struct Direction {
-    buf: Option<Box<[u8]>>,
+    buf: Option<BytesMut>,
     pos: usize,
     cap: usize,
     read_done: bool,
@@ -91,11 +92,12 @@ impl Direction {
                     self.buf = None;
                     return Poll::Ready(Ok(Flow::Bulk));
                 }
+                // Not zeroed: the read fills what the write then sends.
                 let buf = self
                     .buf
-                    .get_or_insert_with(|| vec![0u8; BUF_SIZE].into_boxed_slice());
-                let mut read_buf = ReadBuf::new(buf);
-                match reader.as_mut().poll_read(cx, &mut read_buf) {
+                    .get_or_insert_with(|| BytesMut::with_capacity(BUF_SIZE));
+                buf.clear();
+                match tokio_util::io::poll_read_buf(reader.as_mut(), cx, buf) {
                     Poll::Pending => {
                         // Nothing to write and nothing to read: give the buffer back.
                         self.buf = None;
@@ -105,9 +107,11 @@ impl Direction {
                         }
                         return Poll::Pending;
                     }
-                    Poll::Ready(result) => result?,
+                    Poll::Ready(result) => {
+                        result?;
+                    }
                 }
-                let n = read_buf.filled().len();
+                let n = buf.len();
                 if n == 0 {
                     self.read_done = true;
                     self.buf = None;
