@@ -1,7 +1,9 @@
 //! [`Proxy`]: one connection from accept to close — sniff, decide, forward the untouched bytes.
 
 use std::fmt;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -236,7 +238,9 @@ impl Proxy {
         report
     }
 
-    async fn handle(&self, io: &mut Stream, report: &mut ConnReport) {
+    /// From the first byte to an open upstream with the hello replayed; `None` when the
+    /// connection ends here (refused, failed), with the outcome in `report`.
+    async fn open(&self, io: &mut Stream, report: &mut ConnReport) -> Option<Stream> {
         let mut buf: Vec<u8> = Vec::with_capacity(FIRST_READ);
         // A child gateway starts with a PROXY v2 header: the original client and the hop count.
         let peer = report.client.ip().to_canonical();
@@ -246,19 +250,20 @@ impl Proxy {
             .iter()
             .any(|net| net.contains(&peer))
         {
+            // Boxed, like the sniff below: short-lived states on the heap keep the task small.
             let reading = read_proxy_header(io, &mut buf);
-            match tokio::time::timeout(self.settings.sniff_timeout, reading).await {
+            match Box::pin(tokio::time::timeout(self.settings.sniff_timeout, reading)).await {
                 Ok(Ok(header)) => {
                     report.client = header.client;
                     report.hops = header.hops;
                 }
                 Ok(Err(outcome)) => {
                     report.outcome = outcome;
-                    return;
+                    return None;
                 }
                 Err(_) => {
                     report.outcome = Outcome::SniffTimeout;
-                    return;
+                    return None;
                 }
             }
         }
@@ -269,7 +274,7 @@ impl Proxy {
             let line = "lnm: too many gateways (loop)";
             self.refuse(io, report, Alert::AccessDenied, 508, "Loop Detected", line)
                 .await;
-            return;
+            return None;
         }
         // Before reading the hello: is this client allowed to use the gateway at all?
         if !self.allowlist.source_allowed(report.client.ip()) {
@@ -283,35 +288,34 @@ impl Proxy {
                 "lnm: source address not allowed",
             )
             .await;
-            return;
+            return None;
         }
 
-        let sniffed =
-            match tokio::time::timeout(self.settings.sniff_timeout, self.sniff(io, &mut buf)).await
-            {
-                Err(_) => {
-                    report.outcome = Outcome::SniffTimeout;
-                    return;
+        let sniffing = tokio::time::timeout(self.settings.sniff_timeout, self.sniff(io, &mut buf));
+        let sniffed = match Box::pin(sniffing).await {
+            Err(_) => {
+                report.outcome = Outcome::SniffTimeout;
+                return None;
+            }
+            Ok(Err(outcome)) => {
+                report.protocol = guess_protocol(self.settings.protocol, &buf);
+                let bad_hello = matches!(outcome, Outcome::BadHello(_));
+                report.outcome = outcome;
+                if bad_hello {
+                    self.refuse(
+                        io,
+                        report,
+                        Alert::DecodeError,
+                        400,
+                        "Bad Request",
+                        "lnm: malformed request",
+                    )
+                    .await;
                 }
-                Ok(Err(outcome)) => {
-                    report.protocol = guess_protocol(self.settings.protocol, &buf);
-                    let bad_hello = matches!(outcome, Outcome::BadHello(_));
-                    report.outcome = outcome;
-                    if bad_hello {
-                        self.refuse(
-                            io,
-                            report,
-                            Alert::DecodeError,
-                            400,
-                            "Bad Request",
-                            "lnm: malformed request",
-                        )
-                        .await;
-                    }
-                    return;
-                }
-                Ok(Ok(sniffed)) => sniffed,
-            };
+                return None;
+            }
+            Ok(Ok(sniffed)) => sniffed,
+        };
         report.protocol = sniffed.protocol;
         report.server_name = sniffed
             .server_name
@@ -345,7 +349,7 @@ impl Proxy {
                 };
                 self.refuse(io, report, alert, 403, "Forbidden", &line)
                     .await;
-                return;
+                return None;
             }
         };
         report.route = Some(allowed.route);
@@ -358,7 +362,7 @@ impl Proxy {
             .and_then(|n| Name::from_ascii(n).ok())
         else {
             report.outcome = Outcome::Denied(Reason::NoServerName);
-            return;
+            return None;
         };
         let target = Target::new(name.clone(), report.port);
         let info = ConnInfo::new(report.client, report.local)
@@ -378,7 +382,7 @@ impl Proxy {
                 let line = format!("lnm: {target} unreachable");
                 self.refuse(io, report, Alert::InternalError, 502, "Bad Gateway", &line)
                     .await;
-                return;
+                return None;
             }
             Err(_) => {
                 report.outcome = Outcome::ConnectFailed(format!(
@@ -395,16 +399,23 @@ impl Proxy {
                     &line,
                 )
                 .await;
-                return;
+                return None;
             }
         };
         if let Err(e) = upstream.write_all(&buf).await {
             report.outcome = Outcome::RelayError(e.to_string());
-            return;
+            return None;
         }
         report.bytes_up = buf.len() as u64;
-        // The hello has been replayed: release its buffer before the long relay.
-        drop(buf);
+        Some(upstream)
+    }
+
+    async fn handle(&self, io: &mut Stream, report: &mut ConnReport) {
+        // Two phases, so that nothing of the first (buffers, names, sniff and connect state)
+        // is kept in the task while the connection is relayed, possibly for hours.
+        let Some(mut upstream) = self.open(io, report).await else {
+            return;
+        };
         let idle = self.settings.idle_timeout;
         let relayed = match (&mut *io, &mut upstream) {
             #[cfg(all(target_os = "linux", feature = "splice"))]
@@ -484,7 +495,23 @@ impl Proxy {
     }
 
     /// Tells a refused client why, in its protocol, and closes.
-    async fn refuse(
+    ///
+    /// Boxed: the refusal's state then lives on the heap only while a refusal is written,
+    /// instead of enlarging every connection's task (the task is as large as its largest
+    /// state, and idle relayed connections hold it for their whole life).
+    fn refuse<'a>(
+        &'a self,
+        io: &'a mut Stream,
+        report: &'a ConnReport,
+        alert: Alert,
+        status: u16,
+        phrase: &'a str,
+        line: &'a str,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(self.refuse_now(io, report, alert, status, phrase, line))
+    }
+
+    async fn refuse_now(
         &self,
         io: &mut Stream,
         report: &ConnReport,
