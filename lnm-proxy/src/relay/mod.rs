@@ -65,6 +65,10 @@ pub(crate) struct Direction {
     done: bool,
     need_flush: bool,
     pub(crate) moved: u64,
+    /// The other direction has ended and both sockets are closed right after this one ends:
+    /// their close sends the FIN, so the EOF is not passed on with a shutdown call of its own.
+    /// Only for plain sockets (a TLS or buffered writer needs its shutdown).
+    pub(crate) fin_by_close: bool,
 }
 
 impl Direction {
@@ -135,7 +139,9 @@ impl Direction {
                 *progress = true;
             }
             if self.read_done {
-                ready!(writer.as_mut().poll_shutdown(cx))?;
+                if !self.fin_by_close {
+                    ready!(writer.as_mut().poll_shutdown(cx))?;
+                }
                 self.done = true;
                 return Poll::Ready(Ok(Flow::Closed));
             }
