@@ -75,7 +75,7 @@ impl ProxySettings {
                 Vec::new()
             },
             max_hops: config.limits.max_hops,
-            zero_copy: true,
+            zero_copy: config.relay.zero_copy,
         }
     }
 
@@ -125,5 +125,27 @@ impl ProxySettings {
     pub fn max_client_hello(mut self, cap: usize) -> Self {
         self.max_client_hello = cap;
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_follow_the_configuration() {
+        let parsed = Config::parse(
+            "level: 3\nparentIpAddr: 10.4.0.1\nrelay: {zeroCopy: false}\nlimits: {maxHops: 3}\n",
+            "t",
+        )
+        .unwrap()
+        .config;
+        let listener = &parsed.effective_listeners()[0];
+        let settings = ProxySettings::from_config(&parsed, listener);
+        assert_eq!((settings.level, settings.max_hops), (3, 3));
+        assert!(!settings.zero_copy);
+        let defaults = Config::parse("level: 4\n", "t").unwrap().config;
+        let listener = &defaults.effective_listeners()[0];
+        assert!(ProxySettings::from_config(&defaults, listener).zero_copy);
     }
 }

@@ -266,6 +266,18 @@ fn durations_read_as_text_or_seconds() {
 }
 
 #[test]
+fn relay_zero_copy_is_on_unless_turned_off() {
+    let default = Config::parse("level: 4\n", "t").unwrap().config;
+    assert!(default.relay.zero_copy);
+    let off = Config::parse("relay: {zeroCopy: false}\n", "t")
+        .unwrap()
+        .config;
+    assert!(!off.relay.zero_copy);
+    let e = err("relay: {zeroCopy: false, splice: true}\n");
+    assert!(e.contains("splice"), "{e}");
+}
+
+#[test]
 fn effective_config_round_trips_through_yaml() {
     let c = Config::parse(DESIGN, "design.yaml").unwrap().config;
     let text = serde_saphyr::to_string(&c).unwrap();
