@@ -1,10 +1,12 @@
 //! A small stub resolver that asks explicit upstream DNS servers (`resolver.upstream`).
 
+use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use domain::base::iana::Rcode;
@@ -19,24 +21,90 @@ use crate::{Error, Name};
 /// The largest UDP answer we accept (we advertise no EDNS, but be lenient).
 const MAX_UDP: usize = 4096;
 
+/// Names whose addresses are kept, by default.
+const DEFAULT_CACHE_ENTRIES: usize = 1024;
+
+/// The longest an answer is kept, whatever its TTL.
+const MAX_CACHE_TTL: Duration = Duration::from_secs(3600);
+
 /// Asks a list of DNS servers, in order, for the A and AAAA records of a name.
 ///
 /// Each server gets `timeout` per attempt; a server that times out, fails or answers `SERVFAIL`/
 /// `REFUSED` moves on to the next one. A truncated UDP answer is retried over TCP. `NXDOMAIN` or
 /// an empty answer from a server is final. Query IDs and source ports are random.
+///
+/// Addresses are cached for the smallest TTL of their records (at most an hour; TTL 0 is not
+/// cached), so a top-level gateway does not ask for every connection. Failures and empty
+/// answers are not cached. Clones share the cache.
 #[derive(Debug, Clone)]
 pub struct UpstreamResolver {
     servers: Vec<SocketAddr>,
     timeout: Duration,
+    cache: Arc<Mutex<AddressCache>>,
+}
+
+/// Addresses by name until their TTL runs out, bounded in entries.
+#[derive(Debug)]
+struct AddressCache {
+    capacity: usize,
+    entries: HashMap<Name, (Vec<IpAddr>, Instant)>,
+}
+
+impl AddressCache {
+    fn get(&mut self, name: &Name, now: Instant) -> Option<Vec<IpAddr>> {
+        match self.entries.get(name) {
+            Some((ips, expires)) if *expires > now => Some(ips.clone()),
+            Some(_) => {
+                self.entries.remove(name);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn insert(&mut self, name: &Name, ips: &[IpAddr], ttl: Duration, now: Instant) {
+        if self.capacity == 0 || ttl.is_zero() || ips.is_empty() {
+            return;
+        }
+        if self.entries.len() >= self.capacity && !self.entries.contains_key(name) {
+            self.entries.retain(|_, (_, expires)| *expires > now);
+            if self.entries.len() >= self.capacity {
+                // Still full of live answers: the one that expires first goes.
+                let soonest = self
+                    .entries
+                    .iter()
+                    .min_by_key(|(_, (_, expires))| *expires)
+                    .map(|(name, _)| name.clone());
+                if let Some(soonest) = soonest {
+                    self.entries.remove(&soonest);
+                }
+            }
+        }
+        let ttl = ttl.min(MAX_CACHE_TTL);
+        self.entries.insert(name.clone(), (ips.to_vec(), now + ttl));
+    }
 }
 
 impl UpstreamResolver {
-    /// Asks `servers` in order with a 2 s timeout per attempt.
+    /// Asks `servers` in order with a 2 s timeout per attempt, caching up to 1,024 names.
     pub fn new(servers: Vec<SocketAddr>) -> Self {
         UpstreamResolver {
             servers,
             timeout: Duration::from_secs(2),
+            cache: Arc::new(Mutex::new(AddressCache {
+                capacity: DEFAULT_CACHE_ENTRIES,
+                entries: HashMap::new(),
+            })),
         }
+    }
+
+    /// Sets how many names the cache keeps (0: no cache).
+    pub fn with_cache_entries(self, entries: usize) -> Self {
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .capacity = entries;
+        self
     }
 
     /// Sets the timeout of one attempt at one server.
@@ -50,21 +118,28 @@ impl UpstreamResolver {
         &self.servers
     }
 
-    async fn ask_server(&self, server: SocketAddr, name: &Name) -> Result<Vec<IpAddr>, Error> {
+    /// The addresses of `name` from `server`, and how long they may be kept.
+    async fn ask_server(
+        &self,
+        server: SocketAddr,
+        name: &Name,
+    ) -> Result<(Vec<IpAddr>, Duration), Error> {
         let (a, aaaa) = tokio::join!(
             self.query(server, name, Rtype::A),
             self.query(server, name, Rtype::AAAA)
         );
-        let mut ips = match (a, aaaa) {
+        let (mut ips, ttl) = match (a, aaaa) {
             (Err(e), Err(_)) => return Err(e),
             (a, aaaa) => {
-                let mut v = a.unwrap_or_default();
-                v.extend(aaaa.unwrap_or_default());
-                v
+                let (mut v, ttl_a) = a.unwrap_or_default();
+                let (v6, ttl_aaaa) = aaaa.unwrap_or_default();
+                v.extend(v6);
+                (v, ttl_a.into_iter().chain(ttl_aaaa).min())
             }
         };
         ips.dedup();
-        Ok(ips)
+        let ttl = Duration::from_secs(ttl.map_or(0, u64::from));
+        Ok((ips, ttl))
     }
 
     async fn query(
@@ -72,7 +147,7 @@ impl UpstreamResolver {
         server: SocketAddr,
         name: &Name,
         rtype: Rtype,
-    ) -> Result<Vec<IpAddr>, Error> {
+    ) -> Result<(Vec<IpAddr>, Option<u32>), Error> {
         let io_err = |source: io::Error| Error::Resolve {
             name: name.clone(),
             source,
@@ -163,7 +238,7 @@ fn parse_answer(
     name: &Name,
     server: SocketAddr,
     rtype: Rtype,
-) -> Result<Vec<IpAddr>, Error> {
+) -> Result<(Vec<IpAddr>, Option<u32>), Error> {
     let malformed = |what: &str| Error::Resolve {
         name: name.clone(),
         source: io::Error::new(
@@ -190,6 +265,15 @@ fn parse_answer(
         .answer()
         .map_err(|_| malformed("malformed answer section"))?;
     let mut ips = Vec::new();
+    // The smallest TTL of the records used (CNAMEs on the way included).
+    let mut ttl: Option<u32> = None;
+    let mut seen = |t: u32| ttl = Some(ttl.map_or(t, |m| m.min(t)));
+    for record in section {
+        let record = record.map_err(|_| malformed("malformed record"))?;
+        if matches!(record.rtype(), Rtype::A | Rtype::AAAA | Rtype::CNAME) {
+            seen(record.ttl().as_secs());
+        }
+    }
     if rtype == Rtype::A {
         for record in section.limit_to::<A>() {
             let record = record.map_err(|_| malformed("malformed A record"))?;
@@ -201,19 +285,37 @@ fn parse_answer(
             ips.push(IpAddr::V6(record.data().addr()));
         }
     }
-    Ok(ips)
+    Ok((ips, ttl))
 }
 
 #[async_trait]
 impl Resolve for UpstreamResolver {
     async fn resolve(&self, name: &Name) -> Result<Vec<IpAddr>, Error> {
+        let cached = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name, Instant::now());
+        if let Some(ips) = cached {
+            return Ok(ips);
+        }
         let mut last = Error::NoDestination {
             hop: "upstream resolver",
         };
         for &server in &self.servers {
             match self.ask_server(server, name).await {
-                Ok(ips) if ips.is_empty() => return Err(Error::NoAddress { name: name.clone() }),
-                Ok(ips) => return Ok(ips),
+                Ok((ips, _)) if ips.is_empty() => {
+                    return Err(Error::NoAddress { name: name.clone() });
+                }
+                Ok((ips, ttl)) => {
+                    self.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(
+                        name,
+                        &ips,
+                        ttl,
+                        Instant::now(),
+                    );
+                    return Ok(ips);
+                }
                 Err(e) => {
                     tracing::debug!(%server, %name, error = %e, "DNS upstream failed, trying the next");
                     last = e;
@@ -229,24 +331,101 @@ mod tests {
     use super::*;
     use domain::base::iana::Class;
 
-    /// A one-shot DNS server on loopback that answers A queries with `ip` (or with `rcode`).
+    /// A DNS server on loopback that answers A queries with `ip` (or with `rcode`).
     async fn stub(ip: std::net::Ipv4Addr, rcode: Rcode) -> SocketAddr {
+        stub_with_ttl(ip, rcode, 60).await.0
+    }
+
+    /// [`stub`] with the TTL of its records, counting the queries it gets.
+    async fn stub_with_ttl(
+        ip: std::net::Ipv4Addr,
+        rcode: Rcode,
+        ttl: u32,
+    ) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
         let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = socket.local_addr().unwrap();
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = count.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 512];
             loop {
                 let (n, peer) = socket.recv_from(&mut buf).await.unwrap();
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let req = Message::from_octets(buf[..n].to_vec()).unwrap();
                 let mut answer = MessageBuilder::new_vec().start_answer(&req, rcode).unwrap();
                 let q = req.sole_question().unwrap();
                 if q.qtype() == Rtype::A && rcode == Rcode::NOERROR {
-                    answer.push((q.qname(), Class::IN, 60, A::new(ip))).unwrap();
+                    answer
+                        .push((q.qname(), Class::IN, ttl, A::new(ip)))
+                        .unwrap();
                 }
                 socket.send_to(&answer.finish(), peer).await.unwrap();
             }
         });
-        addr
+        (addr, count)
+    }
+
+    fn queries(count: &std::sync::atomic::AtomicUsize) -> usize {
+        count.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn answers_are_cached_for_their_ttl() {
+        let (server, count) = stub_with_ttl([192, 0, 2, 9].into(), Rcode::NOERROR, 1).await;
+        let resolver = UpstreamResolver::new(vec![server]);
+        let name: Name = "cached.example".parse().unwrap();
+        let first = resolver.resolve(&name).await.unwrap();
+        assert_eq!(queries(&count), 2, "A and AAAA asked");
+        let again = resolver.clone().resolve(&name).await.unwrap();
+        assert_eq!(again, first);
+        assert_eq!(
+            queries(&count),
+            2,
+            "answered from the cache (clones share it)"
+        );
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        resolver.resolve(&name).await.unwrap();
+        assert_eq!(queries(&count), 4, "asked again once the 1 s TTL ran out");
+    }
+
+    #[tokio::test]
+    async fn ttl_zero_and_a_disabled_cache_ask_every_time() {
+        let (server, count) = stub_with_ttl([192, 0, 2, 9].into(), Rcode::NOERROR, 0).await;
+        let name: Name = "fresh.example".parse().unwrap();
+        let resolver = UpstreamResolver::new(vec![server]);
+        resolver.resolve(&name).await.unwrap();
+        resolver.resolve(&name).await.unwrap();
+        assert_eq!(queries(&count), 4, "TTL 0 is not cached");
+        let (server, count) = stub_with_ttl([192, 0, 2, 9].into(), Rcode::NOERROR, 300).await;
+        let resolver = UpstreamResolver::new(vec![server]).with_cache_entries(0);
+        resolver.resolve(&name).await.unwrap();
+        resolver.resolve(&name).await.unwrap();
+        assert_eq!(queries(&count), 4, "no cache");
+    }
+
+    #[test]
+    fn a_full_cache_drops_expired_then_soonest_entries() {
+        let mut cache = AddressCache {
+            capacity: 2,
+            entries: HashMap::new(),
+        };
+        let now = Instant::now();
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let name = |s: &str| -> Name { s.parse().unwrap() };
+        cache.insert(&name("a.example"), &[ip], Duration::from_secs(10), now);
+        cache.insert(&name("b.example"), &[ip], Duration::from_secs(100), now);
+        cache.insert(&name("c.example"), &[ip], Duration::from_secs(100), now);
+        assert_eq!(cache.entries.len(), 2);
+        assert!(
+            cache.get(&name("a.example"), now).is_none(),
+            "soonest to expire went"
+        );
+        assert!(cache.get(&name("b.example"), now).is_some());
+        let later = now + Duration::from_secs(200);
+        assert!(cache.get(&name("b.example"), later).is_none(), "expired");
+        cache.insert(&name("d.example"), &[ip], Duration::from_secs(100_000), now);
+        let (_, expires) = cache.entries[&name("d.example")];
+        assert_eq!(expires, now + MAX_CACHE_TTL, "TTLs are capped");
     }
 
     #[tokio::test]
