@@ -1,4 +1,5 @@
-//! A bounded answer cache that honours TTLs, including negative answers (RFC 2308).
+//! A bounded answer cache that honours TTLs, including negative answers (RFC 2308). Answers
+//! served from the cache carry TTLs lowered by the time they spent in it (RFC 1035 §7.4).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -16,7 +17,8 @@ const MAX_TTL: u32 = 86_400;
 
 #[derive(Debug)]
 pub(crate) struct Cache {
-    entries: HashMap<Key, (Bytes, Instant)>,
+    /// The answer, when it was stored, and when it expires.
+    entries: HashMap<Key, (Bytes, Instant, Instant)>,
     order: VecDeque<Key>,
     capacity: usize,
 }
@@ -30,10 +32,18 @@ impl Cache {
         }
     }
 
-    /// A fresh answer for `key`, if any; expired entries are removed.
+    /// A fresh answer for `key`, if any, its TTLs lowered by its age; expired entries are
+    /// removed.
     pub(crate) fn get(&mut self, key: &Key, now: Instant) -> Option<Bytes> {
         match self.entries.get(key) {
-            Some((bytes, expires)) if *expires > now => Some(bytes.clone()),
+            Some((bytes, stored, expires)) if *expires > now => {
+                let age = u32::try_from(now.duration_since(*stored).as_secs()).unwrap_or(u32::MAX);
+                if age == 0 {
+                    Some(bytes.clone())
+                } else {
+                    aged(bytes, age).map(Bytes::from)
+                }
+            }
             Some(_) => {
                 self.entries.remove(key);
                 None
@@ -62,7 +72,7 @@ impl Cache {
             .entries
             .insert(
                 key.clone(),
-                (answer, now + Duration::from_secs(u64::from(ttl))),
+                (answer, now, now + Duration::from_secs(u64::from(ttl))),
             )
             .is_none()
         {
@@ -105,6 +115,60 @@ pub(crate) fn cache_ttl(answer: &[u8]) -> Option<u32> {
         }
     }
     min.map(|ttl| ttl.min(MAX_TTL))
+}
+
+/// `answer` with the TTL of every record lowered by `age` seconds (not below 0); the OPT
+/// pseudo-record, whose TTL field holds EDNS flags, is left alone. `None` if the message does
+/// not hold together (it was parsed when it was stored, so this does not happen).
+///
+/// The TTLs are patched in place: `domain` parses records but does not say where their TTL
+/// fields are, and rebuilding the message would re-encode names and records.
+pub(crate) fn aged(answer: &[u8], age: u32) -> Option<Vec<u8>> {
+    const OPT: u16 = 41;
+    let mut out = answer.to_vec();
+    let u16_at = |msg: &[u8], at: usize| -> Option<u16> {
+        Some(u16::from_be_bytes([*msg.get(at)?, *msg.get(at + 1)?]))
+    };
+    let questions = u16_at(&out, 4)?;
+    let records: usize = [6, 8, 10]
+        .iter()
+        .map(|&at| u16_at(&out, at).map(usize::from))
+        .sum::<Option<usize>>()?;
+    let mut pos = 12;
+    for _ in 0..questions {
+        pos = skip_name(&out, pos)? + 4;
+    }
+    for _ in 0..records {
+        pos = skip_name(&out, pos)?;
+        let rtype = u16_at(&out, pos)?;
+        let rdlength = usize::from(u16_at(&out, pos + 8)?);
+        let ttl_field = out.get_mut(pos + 4..pos + 8)?;
+        if rtype != OPT {
+            let ttl = u32::from_be_bytes([ttl_field[0], ttl_field[1], ttl_field[2], ttl_field[3]]);
+            ttl_field.copy_from_slice(&ttl.saturating_sub(age).to_be_bytes());
+        }
+        pos += 10 + rdlength;
+        if pos > out.len() {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+/// The position after the (possibly compressed) name at `pos`.
+fn skip_name(msg: &[u8], mut pos: usize) -> Option<usize> {
+    loop {
+        let len = *msg.get(pos)?;
+        match len & 0xc0 {
+            0x00 if len == 0 => return Some(pos + 1),
+            0x00 => pos += 1 + usize::from(len),
+            0xc0 => {
+                msg.get(pos + 1)?;
+                return Some(pos + 2);
+            }
+            _ => return None,
+        }
+    }
 }
 
 /// The cache key of a query.
@@ -178,6 +242,82 @@ mod tests {
             Some(MAX_TTL)
         );
         assert_eq!(cache_ttl(b"\x00\x01garbage"), None);
+    }
+
+    /// The TTL of every record of `msg`, section by section, OPT included.
+    fn ttls(msg: &[u8]) -> Vec<(u16, u32)> {
+        let msg = Message::from_octets(msg).unwrap();
+        let mut out = Vec::new();
+        let mut section = Some(msg.answer().unwrap());
+        while let Some(records) = section {
+            for record in records {
+                let record = record.unwrap();
+                out.push((record.rtype().to_int(), record.ttl().as_secs()));
+            }
+            section = records.next_section().unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn answers_from_the_cache_carry_their_remaining_ttl() {
+        let mut cache = Cache::new(4);
+        let now = Instant::now();
+        let k = key("x.example", Rtype::A, Class::IN, false);
+        cache.insert(k.clone(), answer(Rcode::NOERROR, Some(300), None), now);
+        assert_eq!(ttls(&cache.get(&k, now).unwrap()), [(1, 300)]);
+        let later = cache.get(&k, now + Duration::from_secs(100)).unwrap();
+        assert_eq!(ttls(&later), [(1, 200)]);
+        // Negative answers: the SOA's TTL counts down too.
+        let nk = key("nx.example", Rtype::A, Class::IN, false);
+        cache.insert(
+            nk.clone(),
+            answer(Rcode::NXDOMAIN, None, Some((900, 120))),
+            now,
+        );
+        let later = cache.get(&nk, now + Duration::from_secs(20)).unwrap();
+        assert_eq!(ttls(&later), [(6, 880)]);
+    }
+
+    #[test]
+    fn aging_spares_opt_and_stops_at_zero() {
+        let mut q = MessageBuilder::new_vec().question();
+        let name = Name::<Vec<u8>>::from_str("x.example").unwrap();
+        q.push((&name, Rtype::A)).unwrap();
+        let mut ans = q.answer();
+        for ttl in [30, 3000] {
+            ans.push((
+                &name,
+                Class::IN,
+                ttl,
+                domain::rdata::A::new([192, 0, 2, 1].into()),
+            ))
+            .unwrap();
+        }
+        let mut add = ans.additional();
+        add.opt(|opt| {
+            opt.set_dnssec_ok(true);
+            Ok(())
+        })
+        .unwrap();
+        let msg = add.finish();
+        let opt_before = ttls(&msg)[2];
+        let older = aged(&msg, 100).unwrap();
+        assert_eq!(ttls(&older)[..2], [(1, 0), (1, 2900)]);
+        assert_eq!(ttls(&older)[2], opt_before, "OPT flags untouched");
+        assert_eq!(older.len(), msg.len());
+        assert_eq!(
+            aged(b"\x00\x01\x81\x80\x00\x01", 5),
+            None,
+            "truncated header"
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn aging_garbage_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300), age in 0u32..100_000) {
+            let _ = aged(&bytes, age);
+        }
     }
 
     #[test]

@@ -226,7 +226,6 @@ impl Query {
     }
 }
 
-/// An error answer built from whatever of the request could be parsed.
 /// The question name in presentation format without the trailing dot (`.` for the root).
 /// Names of plain host-name bytes — nearly all — are joined directly; anything else (dots or
 /// unprintable bytes inside a label) goes through the crate's escaping `Display`.
@@ -259,6 +258,7 @@ where
     text
 }
 
+/// An error answer built from whatever of the request could be parsed.
 fn error(msg: &Message<Bytes>, rcode: Rcode) -> Response {
     let mut answer = MessageBuilder::new_vec().start_error(msg, rcode);
     answer.header_mut().set_ra(true);
