@@ -1,5 +1,6 @@
-//! Real clients through a 3-level chain: curl and `openssl s_client` (installed by
-//! `scripts/install-test-deps.sh`; these tests fail, rather than skip, when they are missing).
+//! Real clients through a 3-level chain: curl, `openssl s_client` and Chromium's headless shell
+//! (installed by `scripts/install-test-deps.sh`; these tests fail, rather than skip, when they
+//! are missing).
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -178,4 +179,63 @@ async fn openssl_s_client_through_the_chain() {
     let (out, err) = s_client(port, "evil.example.com", &s.ca, request).await;
     assert!(out.is_empty(), "{out}");
     assert!(err.to_lowercase().contains("unrecognized name"), "{err}");
+}
+
+/// Chromium (headless shell) through the chain: a browser's own first flight (GREASE, an
+/// X25519MLKEM768 key share, GREASE ECH) sniffed, allowed, relayed end to end, and a denied
+/// name that never reaches an origin. Certificates are not what this test is about (the origin's
+/// test CA is not in Chromium's store), hence `--ignore-certificate-errors`.
+#[tokio::test]
+async fn chromium_through_the_chain() {
+    let s = setup("chromium").await;
+    let port = s.tls.addr.port();
+    let profile = tempdir("chromium-profile");
+    let page = |url: String| {
+        let profile = profile.clone();
+        async move {
+            let out = Command::new("chromium-headless-shell")
+                .args([
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--ignore-certificate-errors",
+                    &format!("--host-resolver-rules=MAP * 127.0.0.1:{port}"),
+                    &format!("--user-data-dir={}", profile.display()),
+                    "--dump-dom",
+                    &url,
+                ])
+                .kill_on_drop(true)
+                .output();
+            let out = tokio::time::timeout(std::time::Duration::from_secs(60), out)
+                .await
+                .expect("chromium finished within 60 s")
+                .expect("chromium-headless-shell is installed (scripts/install-test-deps.sh)");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+    };
+    let dom = page("https://management.azure.com/chromium".into()).await;
+    assert!(
+        dom.contains("origin sni=management.azure.com path=/chromium"),
+        "the page came through the chain: {dom}"
+    );
+    let dom = page("https://acct.blob.core.windows.net/blob".into()).await;
+    assert!(
+        dom.contains("origin sni=acct.blob.core.windows.net path=/blob"),
+        "{dom}"
+    );
+    let dom = page("https://evil.example.com/".into()).await;
+    assert!(
+        !dom.contains("origin sni="),
+        "a denied name reaches no origin: {dom}"
+    );
+    let _ = std::fs::remove_dir_all(&profile);
+}
+
+fn tempdir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lnm-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
