@@ -188,6 +188,15 @@ mod tests {
     use domain::base::{MessageBuilder, Name, Ttl};
     use std::str::FromStr;
 
+    fn push_a(
+        section: &mut domain::base::message_builder::AnswerBuilder<Vec<u8>>,
+        name: &Name<Vec<u8>>,
+        ttl: u32,
+    ) {
+        let a = domain::rdata::A::new([192, 0, 2, 1].into());
+        section.push((name, Class::IN, ttl, a)).unwrap();
+    }
+
     fn answer(rcode: Rcode, a_ttl: Option<u32>, soa: Option<(u32, u32)>) -> Bytes {
         let mut q = MessageBuilder::new_vec().question();
         let name = Name::<Vec<u8>>::from_str("x.example").unwrap();
@@ -196,13 +205,7 @@ mod tests {
         ans.header_mut().set_qr(true);
         ans.header_mut().set_rcode(rcode);
         if let Some(ttl) = a_ttl {
-            ans.push((
-                &name,
-                Class::IN,
-                ttl,
-                domain::rdata::A::new([192, 0, 2, 1].into()),
-            ))
-            .unwrap();
+            push_a(&mut ans, &name, ttl);
         }
         let mut auth = ans.authority();
         if let Some((ttl, minimum)) = soa {
@@ -286,13 +289,7 @@ mod tests {
         q.push((&name, Rtype::A)).unwrap();
         let mut ans = q.answer();
         for ttl in [30, 3000] {
-            ans.push((
-                &name,
-                Class::IN,
-                ttl,
-                domain::rdata::A::new([192, 0, 2, 1].into()),
-            ))
-            .unwrap();
+            push_a(&mut ans, &name, ttl);
         }
         let mut add = ans.additional();
         add.opt(|opt| {
