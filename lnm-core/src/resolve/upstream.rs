@@ -14,6 +14,7 @@ use domain::base::{Message, MessageBuilder, Rtype};
 use domain::rdata::{A, Aaaa};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::watch;
 
 use super::Resolve;
 use crate::{Error, Name};
@@ -35,12 +36,31 @@ const MAX_CACHE_TTL: Duration = Duration::from_secs(3600);
 ///
 /// Addresses are cached for the smallest TTL of their records (at most an hour; TTL 0 is not
 /// cached), so a top-level gateway does not ask for every connection. Failures and empty
-/// answers are not cached. Clones share the cache.
+/// answers are not cached. Concurrent lookups of one name share one exchange (the others wait
+/// for it, then read the cache). Clones share the cache.
 #[derive(Debug, Clone)]
 pub struct UpstreamResolver {
     servers: Vec<SocketAddr>,
     timeout: Duration,
     cache: Arc<Mutex<AddressCache>>,
+    in_flight: Arc<Mutex<HashMap<Name, watch::Receiver<()>>>>,
+}
+
+/// Ends a lookup's entry in the in-flight map, whether the lookup finished or was dropped;
+/// dropping the sender wakes the lookups waiting for it.
+struct Leading<'a> {
+    in_flight: &'a Mutex<HashMap<Name, watch::Receiver<()>>>,
+    name: &'a Name,
+    _done: watch::Sender<()>,
+}
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(self.name);
+    }
 }
 
 /// Addresses by name until their TTL runs out, bounded in entries.
@@ -95,7 +115,15 @@ impl UpstreamResolver {
                 capacity: DEFAULT_CACHE_ENTRIES,
                 entries: HashMap::new(),
             })),
+            in_flight: Arc::default(),
         }
+    }
+
+    fn cached(&self, name: &Name) -> Option<Vec<IpAddr>> {
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name, Instant::now())
     }
 
     /// Sets how many names the cache keeps (0: no cache).
@@ -291,14 +319,52 @@ fn parse_answer(
 #[async_trait]
 impl Resolve for UpstreamResolver {
     async fn resolve(&self, name: &Name) -> Result<Vec<IpAddr>, Error> {
-        let cached = self
-            .cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name, Instant::now());
-        if let Some(ips) = cached {
+        if let Some(ips) = self.cached(name) {
             return Ok(ips);
         }
+        // One exchange per name at a time: wait for a lookup already under way, then take its
+        // answer from the cache (or ask ourselves if it failed or was not cacheable).
+        let turn = {
+            let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            match in_flight.get(name) {
+                Some(done) => Turn::Wait(done.clone()),
+                None => {
+                    let (tx, rx) = watch::channel(());
+                    in_flight.insert(name.clone(), rx);
+                    Turn::Lead(tx)
+                }
+            }
+        };
+        match turn {
+            Turn::Lead(done) => {
+                let _leading = Leading {
+                    in_flight: &self.in_flight,
+                    name,
+                    _done: done,
+                };
+                self.ask_servers(name).await
+            }
+            Turn::Wait(mut done) => {
+                // The sender is dropped when that lookup ends: `changed` then returns.
+                let _ = done.changed().await;
+                match self.cached(name) {
+                    Some(ips) => Ok(ips),
+                    None => self.ask_servers(name).await,
+                }
+            }
+        }
+    }
+}
+
+/// Whether a lookup asks the servers or waits for one already asking.
+enum Turn {
+    Lead(watch::Sender<()>),
+    Wait(watch::Receiver<()>),
+}
+
+impl UpstreamResolver {
+    /// Asks the servers in order (no cache, no sharing) and caches what they say.
+    async fn ask_servers(&self, name: &Name) -> Result<Vec<IpAddr>, Error> {
         let mut last = Error::NoDestination {
             hop: "upstream resolver",
         };
@@ -386,6 +452,56 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(1100)).await;
         resolver.resolve(&name).await.unwrap();
         assert_eq!(queries(&count), 4, "asked again once the 1 s TTL ran out");
+    }
+
+    #[tokio::test]
+    async fn concurrent_lookups_of_one_name_share_one_exchange() {
+        let (server, count) = stub_with_ttl([192, 0, 2, 9].into(), Rcode::NOERROR, 60).await;
+        let resolver = UpstreamResolver::new(vec![server]);
+        let name: Name = "busy.example".parse().unwrap();
+        let lookups = (0..20).map(|_| {
+            let resolver = resolver.clone();
+            let name = name.clone();
+            tokio::spawn(async move { resolver.resolve(&name).await })
+        });
+        for lookup in futures_util::future::join_all(lookups).await {
+            assert_eq!(
+                lookup.unwrap().unwrap(),
+                ["192.0.2.9".parse::<IpAddr>().unwrap()]
+            );
+        }
+        assert_eq!(
+            queries(&count),
+            2,
+            "one A and one AAAA query for twenty lookups"
+        );
+        assert!(resolver.in_flight.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn waiters_ask_themselves_when_the_first_lookup_is_dropped() {
+        let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let resolver = UpstreamResolver::new(vec![silent.local_addr().unwrap()])
+            .with_timeout(Duration::from_millis(200));
+        let name: Name = "slow.example".parse().unwrap();
+        let first = {
+            let (resolver, name) = (resolver.clone(), name.clone());
+            tokio::spawn(async move { resolver.resolve(&name).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let second = {
+            let (resolver, name) = (resolver.clone(), name.clone());
+            tokio::spawn(async move { resolver.resolve(&name).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        first.abort();
+        let err = tokio::time::timeout(Duration::from_secs(5), second)
+            .await
+            .expect("the waiter is released when the first lookup is dropped")
+            .unwrap()
+            .unwrap_err();
+        assert!(err.to_string().contains("did not answer within"), "{err}");
+        assert!(resolver.in_flight.lock().unwrap().is_empty());
     }
 
     #[tokio::test]
