@@ -65,16 +65,12 @@ pub(crate) struct Direction {
     done: bool,
     need_flush: bool,
     pub(crate) moved: u64,
-    /// The other direction has ended and both sockets are closed right after this one ends:
-    /// their close sends the FIN, so the EOF is not passed on with a shutdown call of its own.
-    /// Only for plain sockets (a TLS or buffered writer needs its shutdown).
-    pub(crate) fin_by_close: bool,
 }
 
 impl Direction {
     /// Moves bytes from `reader` to `writer`; `Ready(Ok(Closed))` once the reader's EOF has been
-    /// passed on as a shutdown of the writer, `Ready(Ok(Bulk))` once `switch_at` bytes have
-    /// moved and none is left in the buffer. Sets `progress` whenever a byte moves.
+    /// passed on (see [`poll_finish`](Self::poll_finish)), `Ready(Ok(Bulk))` once `switch_at`
+    /// bytes have moved and none is left in the buffer. Sets `progress` whenever a byte moves.
     pub(crate) fn poll_copy<R, W>(
         &mut self,
         cx: &mut Context<'_>,
@@ -82,6 +78,7 @@ impl Direction {
         mut writer: Pin<&mut W>,
         progress: &mut bool,
         switch_at: u64,
+        fin_by_close: bool,
     ) -> Poll<io::Result<Flow>>
     where
         R: AsyncRead + ?Sized,
@@ -139,13 +136,27 @@ impl Direction {
                 *progress = true;
             }
             if self.read_done {
-                if !self.fin_by_close {
-                    ready!(writer.as_mut().poll_shutdown(cx))?;
-                }
-                self.done = true;
+                ready!(self.poll_finish(cx, writer.as_mut(), fin_by_close))?;
                 return Poll::Ready(Ok(Flow::Closed));
             }
         }
+    }
+
+    /// Passes the reader's EOF on as a shutdown (FIN) of `writer` and marks the direction done.
+    /// With `fin_by_close` — the other direction has ended and both plain sockets are closed
+    /// right after — the close sends the FIN and the shutdown call is left out (a TLS or
+    /// buffered writer always needs its shutdown).
+    pub(crate) fn poll_finish<W: AsyncWrite + ?Sized>(
+        &mut self,
+        cx: &mut Context<'_>,
+        writer: Pin<&mut W>,
+        fin_by_close: bool,
+    ) -> Poll<io::Result<()>> {
+        if !fin_by_close {
+            ready!(writer.poll_shutdown(cx))?;
+        }
+        self.done = true;
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -314,6 +325,7 @@ where
             Pin::new(&mut *self.upstream),
             progress,
             u64::MAX,
+            false,
         );
         let b = self.down.poll_copy(
             cx,
@@ -321,6 +333,7 @@ where
             Pin::new(&mut *self.client),
             progress,
             u64::MAX,
+            false,
         );
         both(a, b, |flow| *flow == Flow::Closed)
     }

@@ -19,7 +19,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use rustix::pipe::{PipeFlags, SpliceFlags, pipe_with, splice};
-use tokio::io::{AsyncWrite, Interest};
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use super::{Direction, Flow, RelayEnd, Relayed, Step, both, drive};
@@ -43,9 +43,65 @@ const BIG_PIPE: usize = 1024 * 1024;
 /// slow readers can make the gateway hold (256 MiB); further pipes keep the default size.
 const MAX_BIG_PIPES: usize = 256;
 
-static BIG_PIPES: AtomicUsize = AtomicUsize::new(0);
-
 const FLAGS: SpliceFlags = SpliceFlags::MOVE.union(SpliceFlags::NONBLOCK);
+
+/// The process's relay pipes: how many are open and enlarged, within which bounds.
+#[derive(Debug)]
+struct Pipes {
+    open: AtomicUsize,
+    opened: AtomicUsize,
+    big: AtomicUsize,
+    max_open: usize,
+    max_big: usize,
+}
+
+/// The pipes of every spliced relay of the process.
+static PIPES: Pipes = Pipes::new(usize::MAX, MAX_BIG_PIPES);
+
+impl Pipes {
+    const fn new(max_open: usize, max_big: usize) -> Self {
+        Pipes {
+            open: AtomicUsize::new(0),
+            opened: AtomicUsize::new(0),
+            big: AtomicUsize::new(0),
+            max_open,
+            max_big,
+        }
+    }
+
+    /// A new non-blocking pipe, enlarged while the budget allows.
+    fn open(&'static self) -> io::Result<Pipe> {
+        if self.open.fetch_add(1, Ordering::Relaxed) >= self.max_open {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+            return Err(io::Error::other("relay pipe limit reached"));
+        }
+        let (read, write) = match pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC) {
+            Ok(fds) => fds,
+            Err(e) => {
+                self.open.fetch_sub(1, Ordering::Relaxed);
+                return Err(e.into());
+            }
+        };
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        // From here on, dropping the pipe gives back what it took.
+        let mut pipe = Pipe {
+            read,
+            write,
+            len: 0,
+            capacity: SMALL_PIPE,
+            pipes: self,
+        };
+        if self.big.fetch_add(1, Ordering::Relaxed) < self.max_big
+            && rustix::pipe::fcntl_setpipe_size(&pipe.write, BIG_PIPE).is_ok_and(|n| n >= BIG_PIPE)
+        {
+            pipe.capacity = BIG_PIPE;
+        } else {
+            // Over the budget, or the system refuses: the default pipe works too.
+            self.big.fetch_sub(1, Ordering::Relaxed);
+        }
+        Ok(pipe)
+    }
+}
 
 struct Pipe {
     read: OwnedFd,
@@ -54,93 +110,95 @@ struct Pipe {
     len: usize,
     /// What the pipe holds ([`SMALL_PIPE`] or [`BIG_PIPE`]).
     capacity: usize,
+    pipes: &'static Pipes,
 }
 
 impl Drop for Pipe {
     fn drop(&mut self) {
+        self.pipes.open.fetch_sub(1, Ordering::Relaxed);
         if self.capacity == BIG_PIPE {
-            BIG_PIPES.fetch_sub(1, Ordering::Relaxed);
+            self.pipes.big.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
 
-/// One direction: the copy first, then the pipe.
+/// Where a direction is.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Copying until [`SPLICE_AFTER`] bytes have moved.
+    #[default]
+    Copy,
+    /// Splicing through a pipe.
+    Splice,
+    /// Copying to the end: no pipe could be opened.
+    CopyOnly,
+}
+
+/// One direction: the copy first, then the pipe. The EOF, the byte count and the end are the
+/// copy's own state, whichever phase saw them.
 #[derive(Default)]
 struct SpliceDirection {
     copy: Direction,
-    /// The direction is in its splice phase.
-    bulk: bool,
-    /// Splicing was tried and no pipe could be opened: copy to the end.
-    no_pipe: bool,
+    phase: Phase,
     pipe: Option<Pipe>,
-    read_done: bool,
-    done: bool,
 }
 
 impl SpliceDirection {
+    /// Moves bytes from `reader` to `writer` until the reader's EOF has been passed on;
+    /// `fin_by_close` as in [`Direction::poll_copy`].
     fn poll(
         &mut self,
         cx: &mut Context<'_>,
         reader: &mut TcpStream,
         writer: &mut TcpStream,
         progress: &mut bool,
-        probe: &Probe,
-    ) -> Poll<io::Result<()>> {
-        if !self.bulk {
-            let switch_at = if self.no_pipe { u64::MAX } else { SPLICE_AFTER };
-            match ready!(self.copy.poll_copy(
-                cx,
-                Pin::new(&mut *reader),
-                Pin::new(&mut *writer),
-                progress,
-                switch_at,
-            ))? {
-                Flow::Closed => return Poll::Ready(Ok(())),
-                Flow::Bulk => self.bulk = true,
-            }
-        }
-        self.poll_splice(cx, reader, writer, progress, probe)
-    }
-
-    fn poll_splice(
-        &mut self,
-        cx: &mut Context<'_>,
-        reader: &mut TcpStream,
-        writer: &mut TcpStream,
-        progress: &mut bool,
-        probe: &Probe,
+        pipes: &'static Pipes,
+        fin_by_close: bool,
     ) -> Poll<io::Result<()>> {
         loop {
-            if self.done {
+            if self.phase != Phase::Splice {
+                let switch_at = match self.phase {
+                    Phase::Copy => SPLICE_AFTER,
+                    _ => u64::MAX,
+                };
+                let flow = ready!(self.copy.poll_copy(
+                    cx,
+                    Pin::new(&mut *reader),
+                    Pin::new(&mut *writer),
+                    progress,
+                    switch_at,
+                    fin_by_close,
+                ))?;
+                match flow {
+                    Flow::Closed => return Poll::Ready(Ok(())),
+                    Flow::Bulk => self.phase = Phase::Splice,
+                }
+            }
+            if self.copy.done {
                 return Poll::Ready(Ok(()));
             }
             let pipe = match self.pipe.as_mut() {
                 Some(pipe) => pipe,
-                None if self.read_done => {
-                    // EOF: tell the writer after everything read was written.
-                    if !self.copy.fin_by_close {
-                        ready!(Pin::new(&mut *writer).poll_shutdown(cx))?;
-                    }
-                    self.done = true;
+                None if self.copy.read_done => {
+                    // Everything read was written: pass the EOF on.
+                    ready!(
+                        self.copy
+                            .poll_finish(cx, Pin::new(&mut *writer), fin_by_close)
+                    )?;
                     continue;
                 }
-                None => match open_pipe(probe) {
-                    Ok(pipe) => {
-                        probe.opened.fetch_add(1, Ordering::Relaxed);
-                        probe.open.fetch_add(1, Ordering::Relaxed);
-                        self.pipe.insert(pipe)
-                    }
+                None => match pipes.open() {
+                    Ok(pipe) => self.pipe.insert(pipe),
                     Err(_) => {
                         // Out of descriptors (or pipes): the user-space copy needs neither.
-                        self.no_pipe = true;
-                        self.bulk = false;
-                        return self.poll(cx, reader, writer, progress, probe);
+                        self.phase = Phase::CopyOnly;
+                        continue;
                     }
                 },
             };
             if pipe.len == 0 {
-                if self.read_done {
-                    self.release_pipe(probe);
+                if self.copy.read_done {
+                    self.pipe = None;
                     continue;
                 }
                 ready!(reader.poll_read_ready(cx))?;
@@ -148,7 +206,7 @@ impl SpliceDirection {
                     splice(&*reader, None, &pipe.write, None, pipe.capacity, FLAGS)
                         .map_err(io::Error::from)
                 }) {
-                    Ok(0) => self.read_done = true,
+                    Ok(0) => self.copy.read_done = true,
                     Ok(n) => {
                         pipe.len = n;
                         *progress = true;
@@ -175,40 +233,12 @@ impl SpliceDirection {
         }
     }
 
-    /// Both the copy and the splice phase (if any) are over.
-    fn finished(&self) -> bool {
-        self.done || self.copy.done
-    }
-
     /// Closes the pipe if it is empty.
-    fn release_pipe(&mut self, probe: &Probe) {
+    fn release_pipe(&mut self) {
         if self.pipe.as_ref().is_some_and(|pipe| pipe.len == 0) {
             self.pipe = None;
-            probe.open.fetch_sub(1, Ordering::Relaxed);
         }
     }
-}
-
-fn open_pipe(probe: &Probe) -> io::Result<Pipe> {
-    if probe.refuse_pipes {
-        return Err(io::Error::from_raw_os_error(24)); // EMFILE
-    }
-    let (read, write) = pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC)?;
-    let mut pipe = Pipe {
-        read,
-        write,
-        len: 0,
-        capacity: SMALL_PIPE,
-    };
-    if BIG_PIPES.fetch_add(1, Ordering::Relaxed) < MAX_BIG_PIPES
-        && rustix::pipe::fcntl_setpipe_size(&pipe.write, BIG_PIPE).is_ok_and(|n| n >= BIG_PIPE)
-    {
-        pipe.capacity = BIG_PIPE;
-    } else {
-        // Over the budget, or the system refuses: the default pipe works too.
-        BIG_PIPES.fetch_sub(1, Ordering::Relaxed);
-    }
-    Ok(pipe)
 }
 
 /// [`relay`](super::relay) for two TCP sockets, splicing bulk transfers.
@@ -217,18 +247,7 @@ pub(crate) async fn relay(
     upstream: &mut TcpStream,
     idle: Duration,
 ) -> Relayed {
-    relay_with(client, upstream, idle, PIPE_QUIET, &Probe::default()).await
-}
-
-/// What tests observe of a relay's pipes.
-#[derive(Debug, Default)]
-struct Probe {
-    /// Pipes opened so far.
-    opened: AtomicUsize,
-    /// Pipes open now.
-    open: AtomicUsize,
-    /// Pretend no pipe can be opened.
-    refuse_pipes: bool,
+    relay_with(client, upstream, idle, PIPE_QUIET, &PIPES).await
 }
 
 async fn relay_with(
@@ -236,14 +255,14 @@ async fn relay_with(
     upstream: &mut TcpStream,
     idle: Duration,
     quiet: Duration,
-    probe: &Probe,
+    pipes: &'static Pipes,
 ) -> Relayed {
     let mut relay = Splice {
         client,
         upstream,
         up: SpliceDirection::default(),
         down: SpliceDirection::default(),
-        probe,
+        pipes,
     };
     let end = drive(idle, Some(quiet), &mut relay).await;
     Relayed {
@@ -258,44 +277,42 @@ struct Splice<'a> {
     upstream: &'a mut TcpStream,
     up: SpliceDirection,
     down: SpliceDirection,
-    probe: &'a Probe,
+    pipes: &'static Pipes,
 }
 
 impl Step for Splice<'_> {
     fn step(&mut self, cx: &mut Context<'_>, progress: &mut bool) -> Poll<RelayEnd> {
-        // The direction that ends last leaves its FIN to the close that follows: one system
-        // call less per connection.
-        self.up.copy.fin_by_close = self.down.finished();
-        let a = self
-            .up
-            .poll(cx, self.client, self.upstream, progress, self.probe);
-        self.down.copy.fin_by_close = self.up.finished();
-        let b = self
-            .down
-            .poll(cx, self.upstream, self.client, progress, self.probe);
+        // The direction that ends last leaves its FIN to the close of both sockets that follows
+        // (one system call less per connection).
+        let up_last = self.down.copy.done;
+        let a = self.up.poll(
+            cx,
+            self.client,
+            self.upstream,
+            progress,
+            self.pipes,
+            up_last,
+        );
+        let down_last = self.up.copy.done;
+        let b = self.down.poll(
+            cx,
+            self.upstream,
+            self.client,
+            progress,
+            self.pipes,
+            down_last,
+        );
         both(a, b, |_| true)
     }
 
     fn quiet(&mut self) {
-        self.up.release_pipe(self.probe);
-        self.down.release_pipe(self.probe);
-    }
-}
-
-impl Drop for Splice<'_> {
-    fn drop(&mut self) {
-        for direction in [&mut self.up, &mut self.down] {
-            if direction.pipe.take().is_some() {
-                self.probe.open.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
+        self.up.release_pipe();
+        self.down.release_pipe();
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
@@ -323,24 +340,32 @@ mod tests {
         client: TcpStream,
         origin: TcpStream,
         relay: tokio::task::JoinHandle<Relayed>,
-        probe: Arc<Probe>,
+        /// This relay's own pipe accounting.
+        pipes: &'static Pipes,
     }
 
-    async fn rig(quiet: Duration, refuse_pipes: bool) -> Rig {
+    impl Pipes {
+        fn opened(&self) -> usize {
+            self.opened.load(Ordering::Relaxed)
+        }
+
+        fn now_open(&self) -> usize {
+            self.open.load(Ordering::Relaxed)
+        }
+    }
+
+    /// A relay with its own pipe accounting: `max_open` pipes at most (0: none can be opened).
+    async fn rig(quiet: Duration, max_open: usize) -> Rig {
         let (client, mut client_side) = pair().await;
         let (mut upstream_side, origin) = pair().await;
-        let probe = Arc::new(Probe {
-            refuse_pipes,
-            ..Probe::default()
-        });
-        let task_probe = probe.clone();
+        let pipes: &'static Pipes = Box::leak(Box::new(Pipes::new(max_open, MAX_BIG_PIPES)));
         let relay = tokio::spawn(async move {
             relay_with(
                 &mut client_side,
                 &mut upstream_side,
                 Duration::from_secs(30),
                 quiet,
-                &task_probe,
+                pipes,
             )
             .await
         });
@@ -348,7 +373,7 @@ mod tests {
             client,
             origin,
             relay,
-            probe,
+            pipes,
         }
     }
 
@@ -377,7 +402,7 @@ mod tests {
 
     #[tokio::test]
     async fn bulk_both_ways_is_spliced_intact_with_half_close() {
-        let mut rig = rig(PIPE_QUIET, false).await;
+        let mut rig = rig(PIPE_QUIET, usize::MAX).await;
         let up = pattern(1, 3_000_017);
         let down = pattern(2, 5_000_011);
         let (at_origin, at_client) = exchange(&mut rig, &up, &down).await;
@@ -387,39 +412,35 @@ mod tests {
         assert!(matches!(relayed.end, RelayEnd::Closed), "{:?}", relayed.end);
         assert_eq!((relayed.up, relayed.down), (3_000_017, 5_000_011));
         assert!(
-            rig.probe.opened.load(Ordering::Relaxed) >= 2,
+            rig.pipes.opened() >= 2,
             "both directions went past {SPLICE_AFTER} bytes and spliced"
         );
-        assert_eq!(rig.probe.open.load(Ordering::Relaxed), 0, "pipes closed");
+        assert_eq!(rig.pipes.now_open(), 0, "pipes closed");
     }
 
     #[tokio::test]
     async fn short_exchanges_open_no_pipe() {
-        let mut rig = rig(PIPE_QUIET, false).await;
+        let mut rig = rig(PIPE_QUIET, usize::MAX).await;
         let (at_origin, at_client) =
             exchange(&mut rig, &pattern(3, 2000), &pattern(4, 90_000)).await;
         assert_eq!((at_origin.len(), at_client.len()), (2000, 90_000));
         let relayed = rig.relay.await.unwrap();
         assert_eq!((relayed.up, relayed.down), (2000, 90_000));
-        assert_eq!(rig.probe.opened.load(Ordering::Relaxed), 0);
+        assert_eq!(rig.pipes.opened(), 0);
     }
 
     #[tokio::test]
     async fn a_quiet_connection_gives_its_pipe_back_and_splices_again_later() {
-        let mut rig = rig(Duration::from_millis(100), false).await;
+        let mut rig = rig(Duration::from_millis(100), usize::MAX).await;
         let burst = pattern(5, 1_000_000);
         let mut got = vec![0u8; burst.len()];
         rig.origin.write_all(&burst).await.unwrap();
         rig.client.read_exact(&mut got).await.unwrap();
         assert!(got == burst);
-        assert_eq!(
-            rig.probe.open.load(Ordering::Relaxed),
-            1,
-            "pipe held while flowing"
-        );
+        assert_eq!(rig.pipes.now_open(), 1, "pipe held while flowing");
         // Quiet for longer than the quiet period: the pipe is closed, the connection stays.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while rig.probe.open.load(Ordering::Relaxed) != 0 {
+        while rig.pipes.now_open() != 0 {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "pipe never released"
@@ -429,11 +450,7 @@ mod tests {
         rig.origin.write_all(&burst).await.unwrap();
         rig.client.read_exact(&mut got).await.unwrap();
         assert!(got == burst, "second burst intact");
-        assert_eq!(
-            rig.probe.opened.load(Ordering::Relaxed),
-            2,
-            "a new pipe for the new burst"
-        );
+        assert_eq!(rig.pipes.opened(), 2, "a new pipe for the new burst");
         let (_, rest) = exchange(&mut rig, b"", b"bye").await;
         assert_eq!(rest, b"bye");
         let relayed = rig.relay.await.unwrap();
@@ -442,18 +459,18 @@ mod tests {
 
     #[tokio::test]
     async fn without_pipes_bulk_is_copied() {
-        let mut rig = rig(PIPE_QUIET, true).await;
+        let mut rig = rig(PIPE_QUIET, 0).await;
         let down = pattern(6, 2_000_000);
         let (_, at_client) = exchange(&mut rig, b"GET", &down).await;
         assert!(at_client == down);
         let relayed = rig.relay.await.unwrap();
         assert_eq!(relayed.down, 2_000_000);
-        assert_eq!(rig.probe.opened.load(Ordering::Relaxed), 0);
+        assert_eq!(rig.pipes.opened(), 0);
     }
 
     #[tokio::test]
     async fn a_reset_during_a_spliced_transfer_ends_the_relay_with_an_error() {
-        let mut rig = rig(PIPE_QUIET, false).await;
+        let mut rig = rig(PIPE_QUIET, usize::MAX).await;
         let burst = pattern(7, 1_000_000);
         let mut got = vec![0u8; burst.len()];
         rig.origin.write_all(&burst).await.unwrap();
@@ -470,6 +487,29 @@ mod tests {
             relayed.end
         );
         assert_eq!(relayed.down, 1_000_000);
-        assert_eq!(rig.probe.open.load(Ordering::Relaxed), 0);
+        assert_eq!(rig.pipes.now_open(), 0);
+    }
+
+    #[test]
+    fn enlarged_pipes_stay_within_their_budget() {
+        let pipes: &'static Pipes = Box::leak(Box::new(Pipes::new(usize::MAX, 1)));
+        let first = pipes.open().unwrap();
+        let second = pipes.open().unwrap();
+        assert_eq!((first.capacity, second.capacity), (BIG_PIPE, SMALL_PIPE));
+        drop(first);
+        let third = pipes.open().unwrap();
+        assert_eq!(
+            third.capacity, BIG_PIPE,
+            "the budget came back with the pipe"
+        );
+        assert_eq!(pipes.now_open(), 2);
+        drop((second, third));
+        assert_eq!(
+            (pipes.now_open(), pipes.big.load(Ordering::Relaxed)),
+            (0, 0)
+        );
+        let none: &'static Pipes = Box::leak(Box::new(Pipes::new(0, 1)));
+        assert!(none.open().is_err());
+        assert_eq!(none.now_open(), 0);
     }
 }
