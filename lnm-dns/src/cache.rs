@@ -119,56 +119,48 @@ pub(crate) fn cache_ttl(answer: &[u8]) -> Option<u32> {
 
 /// `answer` with the TTL of every record lowered by `age` seconds (not below 0); the OPT
 /// pseudo-record, whose TTL field holds EDNS flags, is left alone. `None` if the message does
-/// not hold together (it was parsed when it was stored, so this does not happen).
+/// not parse (it was parsed when it was stored, so this does not happen).
 ///
-/// The TTLs are patched in place: `domain` parses records but does not say where their TTL
-/// fields are, and rebuilding the message would re-encode names and records.
+/// The records are walked with `domain`'s parser; each TTL is patched in place, four bytes
+/// before the record's data length and data, so names and record data are not re-encoded. A
+/// message whose compressed names point into a TTL field (no real server writes one; fuzzing
+/// does) could stop parsing once patched: the result is parsed again and `None` returned then,
+/// so the answer is asked for afresh instead of served broken.
 pub(crate) fn aged(answer: &[u8], age: u32) -> Option<Vec<u8>> {
-    const OPT: u16 = 41;
     let mut out = answer.to_vec();
-    let u16_at = |msg: &[u8], at: usize| -> Option<u16> {
-        Some(u16::from_be_bytes([*msg.get(at)?, *msg.get(at + 1)?]))
-    };
-    let questions = u16_at(&out, 4)?;
-    let records: usize = [6, 8, 10]
-        .iter()
-        .map(|&at| u16_at(&out, at).map(usize::from))
-        .sum::<Option<usize>>()?;
-    let mut pos = 12;
-    for _ in 0..questions {
-        pos = skip_name(&out, pos)? + 4;
-    }
-    for _ in 0..records {
-        pos = skip_name(&out, pos)?;
-        let rtype = u16_at(&out, pos)?;
-        let rdlength = usize::from(u16_at(&out, pos + 8)?);
-        let ttl_field = out.get_mut(pos + 4..pos + 8)?;
-        if rtype != OPT {
-            let ttl = u32::from_be_bytes([ttl_field[0], ttl_field[1], ttl_field[2], ttl_field[3]]);
-            ttl_field.copy_from_slice(&ttl.saturating_sub(age).to_be_bytes());
+    let mut patched = 0usize;
+    let msg = Message::from_octets(answer).ok()?;
+    let mut section = Some(msg.answer().ok()?);
+    while let Some(mut records) = section {
+        while let Some(record) = records.next() {
+            let record = record.ok()?;
+            patched += 1;
+            if record.rtype() == Rtype::OPT {
+                continue;
+            }
+            // The parser now stands after the record: TTL (4), RDLENGTH (2), RDATA.
+            let at = records.pos().checked_sub(usize::from(record.rdlen()) + 6)?;
+            let ttl = record.ttl().as_secs().saturating_sub(age);
+            out.get_mut(at..at + 4)?.copy_from_slice(&ttl.to_be_bytes());
         }
-        pos += 10 + rdlength;
-        if pos > out.len() {
-            return None;
-        }
+        section = records.next_section().ok()?;
     }
-    Some(out)
+    (record_count(&out)? == patched).then_some(out)
 }
 
-/// The position after the (possibly compressed) name at `pos`.
-fn skip_name(msg: &[u8], mut pos: usize) -> Option<usize> {
-    loop {
-        let len = *msg.get(pos)?;
-        match len & 0xc0 {
-            0x00 if len == 0 => return Some(pos + 1),
-            0x00 => pos += 1 + usize::from(len),
-            0xc0 => {
-                msg.get(pos + 1)?;
-                return Some(pos + 2);
-            }
-            _ => return None,
+/// How many records `msg` holds, if every one of them parses.
+fn record_count(msg: &[u8]) -> Option<usize> {
+    let msg = Message::from_octets(msg).ok()?;
+    let mut count = 0;
+    let mut section = Some(msg.answer().ok()?);
+    while let Some(records) = section {
+        for record in records {
+            record.ok()?;
+            count += 1;
         }
+        section = records.next_section().ok()?;
     }
+    Some(count)
 }
 
 /// The cache key of a query.
@@ -308,6 +300,26 @@ mod tests {
             None,
             "truncated header"
         );
+    }
+
+    /// Found by the `dns_answer_age` fuzz target: a compressed name pointing into a TTL field,
+    /// which the patch would turn into an unparsable message.
+    #[test]
+    fn fuzz_regression_a_name_pointing_into_a_ttl_is_not_served_broken() {
+        let answer = b"\x00\x00\x00\x00\x00\x0a\x00\x01\x00\x00\x00\x00\x00\x46\x00\x00\x00\x00\x00\x00\x02\x02\x02\x02\x05\x02\x02\x00\xc0\x17\x02\x60\x02\x02\x00\x00\x00\x00\x00\x00\xc0\x00\x00\x00\x00\x00\x00\x02\x00\xc0\x17\x02\x02\x02\x00\xc0\x17\xfd\x02\x02\x5c\x02\x02\x02\x02\x02\x02\x02\x02\x5c\x02\x02\x02\x02\x02\x02\x02\x02\x00\xc0\x17\x02\x60\x02\x02\x02\x02\x02\x02\x02\x2d\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xc0\x00\x00";
+        assert!(record_count(answer).is_some(), "the stored answer parses");
+        if let Some(older) = aged(answer, 46512) {
+            assert!(record_count(&older).is_some(), "whatever is served parses");
+        }
+    }
+
+    #[test]
+    fn aging_a_cut_answer_gives_nothing() {
+        let full = answer(Rcode::NXDOMAIN, Some(300), Some((900, 120)));
+        assert!(aged(&full, 10).is_some());
+        for cut in 0..full.len() {
+            assert_eq!(aged(&full[..cut], 10), None, "prefix of {cut} bytes");
+        }
     }
 
     proptest::proptest! {

@@ -53,6 +53,16 @@ mod rewrite;
 mod server;
 mod udp;
 
+/// Internals the fuzz targets in `fuzz/` drive; only built by `cargo fuzz` (`--cfg fuzzing`).
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// The DNS cache's TTL ageing of a stored answer.
+    pub fn aged(answer: &[u8], age: u32) -> Option<Vec<u8>> {
+        crate::cache::aged(answer, age)
+    }
+}
+
 pub use forward::{Forwarder, ForwarderConfig};
 pub use message::{EDNS_UDP_SIZE, PLAIN_UDP_SIZE, Query, Rejected, Response};
 pub use resolver::{DnsRequest, Refuser, RewriteResolver, Transport};
