@@ -5,7 +5,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::{Name, Target};
+use crate::{Denied, Name, Target};
 
 /// A boxed error, as tower services return.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -99,6 +99,11 @@ pub enum Error {
         /// The response code, as text (e.g. `SERVFAIL`).
         rcode: String,
     },
+    /// The connection was denied on its way through the hop (a policy layer around the hop,
+    /// or a hop that enforces its own rules). The proxy reports, answers and counts it as a
+    /// denial with this reason, not as an unreachable next hop.
+    #[error("{0}")]
+    Denied(#[from] Denied),
     /// A tower service used as a hop failed.
     #[error("hop service failed: {0}")]
     Service(#[source] BoxError),

@@ -12,6 +12,7 @@
 //!   and conversions between hops and tower services;
 //! - the [`Resolve`] trait and its resolvers (system, upstream DNS servers, static hosts);
 //! - [`OwnAddrs`]: a gateway's own addresses, which hops refuse to dial (loop protection);
+//! - [`Reason`] and [`Denied`]: why a connection was denied, wherever that was decided;
 //! - [`Error`]: why a hop failed.
 //!
 //! # Layout
@@ -21,6 +22,7 @@
 //! - `resolve/`: [`Resolve`], [`SystemResolver`], [`StaticHosts`], [`UpstreamResolver`]
 //! - `own.rs`: [`OwnAddrs`]
 //! - `proxy_header.rs`: PROXY protocol v2 between gateways (client address, hop count)
+//! - `reason.rs`: [`Reason`], [`Denied`]
 //! - `error.rs`: [`Error`]
 //!
 //! # Example
@@ -45,12 +47,17 @@ pub mod hop;
 mod name;
 mod own;
 pub mod proxy_header;
+mod reason;
 pub mod resolve;
 mod target;
 
+/// The attribute that implements [`Hop`] (and other async traits of lnm) for your types:
+/// `#[lnm_core::async_trait]`, so that no second crate is needed.
+pub use async_trait::async_trait;
 pub use error::{BoxError, Error};
 pub use hop::{Hop, Stream};
 pub use name::{MAX_LABEL_LEN, MAX_NAME_LEN, Name, NameBuf, NameError};
 pub use own::OwnAddrs;
+pub use reason::{Denied, Reason};
 pub use resolve::{Resolve, StaticHosts, SystemResolver, UpstreamResolver};
 pub use target::{ConnInfo, Protocol, Target};

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use lnm_core::Name;
@@ -63,22 +64,16 @@ struct Entry {
 }
 
 impl Entry {
-    /// The route for `port` (`None`: any port, as for DNS), internal first on its own port.
-    fn route(&self, port: Option<u16>) -> Option<Allowed> {
+    /// The rule for `port` (`None`: any port, as for DNS), internal first on its own port.
+    fn route(&self, port: Option<u16>) -> Option<RuleId> {
         let internal = self
             .internal
             .iter()
             .find(|(p, _)| p.is_none() || port.is_none() || *p == port);
         if let Some(&(_, rule)) = internal {
-            return Some(Allowed {
-                route: Route::Internal,
-                rule,
-            });
+            return Some(rule);
         }
-        self.external.map(|rule| Allowed {
-            route: Route::External,
-            rule,
-        })
+        self.external
     }
 
     fn is_empty(&self) -> bool {
@@ -171,7 +166,8 @@ pub struct Allowlist {
     nodes: Vec<Node>,
     index: Index,
     hasher: foldhash::fast::FixedState,
-    rules: Vec<Rule>,
+    /// Shared, so that a decision names its rule without holding on to the allowlist.
+    rules: Vec<Arc<Rule>>,
     /// `None`: every source is allowed.
     sources: Option<Vec<IpNet>>,
 }
@@ -192,7 +188,8 @@ impl Allowlist {
         }
     }
 
-    /// Decides on a connection (pure: no I/O, no clock, no allocation).
+    /// Decides on a connection (pure: no I/O, no clock, no allocation; an allowed decision
+    /// shares its [`Rule`]).
     ///
     /// Order of the checks: source range, presence and validity of the name, then the patterns.
     pub fn check(&self, request: &Request<'_>) -> Decision {
@@ -216,14 +213,18 @@ impl Allowlist {
         }
     }
 
-    /// The rule a decision refers to.
-    pub fn rule(&self, id: RuleId) -> &Rule {
-        &self.rules[id.index()]
+    /// All rules, in the order they were added.
+    pub fn rules(&self) -> impl ExactSizeIterator<Item = &Rule> + '_ {
+        self.rules.iter().map(|rule| &**rule)
     }
 
-    /// All rules, in the order they were added.
-    pub fn rules(&self) -> &[Rule] {
-        &self.rules
+    /// The decision that allows with rule `id`.
+    fn allow(&self, id: RuleId) -> Decision {
+        let rule = &self.rules[id.index()];
+        Decision::Allow(Allowed {
+            route: rule.route,
+            rule: rule.clone(),
+        })
     }
 
     /// The source ranges (`None`: every source).
@@ -256,7 +257,7 @@ impl Allowlist {
             .or(deepest_wildcard.map(|n| &n.wildcard));
         match first.map(|entry| entry.route(port)) {
             None => Decision::Deny(Reason::NotAllowlisted),
-            Some(Some(allowed)) => Decision::Allow(allowed),
+            Some(Some(rule)) => self.allow(rule),
             Some(None) => self.lookup_fallback(name, port),
         }
     }
@@ -307,8 +308,8 @@ impl Allowlist {
             .into_iter()
             .chain(wildcards.into_iter().rev().map(|n| &n.wildcard));
         for entry in candidates {
-            if let Some(allowed) = entry.route(port) {
-                return Decision::Allow(allowed);
+            if let Some(rule) = entry.route(port) {
+                return self.allow(rule);
             }
         }
         match port {
@@ -459,7 +460,7 @@ impl AllowlistBuilder {
             nodes,
             index,
             hasher,
-            rules: self.rules.clone(),
+            rules: self.rules.iter().cloned().map(Arc::new).collect(),
             sources: self.sources.clone(),
         })
     }

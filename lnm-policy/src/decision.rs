@@ -3,7 +3,10 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use lnm_core::NameError;
+use std::sync::Arc;
+
+use crate::Rule;
+pub use lnm_core::Reason;
 
 /// What a policy check looks at: the server name as it arrived (SNI, `Host`, DNS question), the
 /// client's address, and the destination port (the listener's `destinationPort`).
@@ -38,14 +41,14 @@ impl<'a> Request<'a> {
     }
 }
 
-/// Identifies the rule that allowed a connection; resolve it with
-/// [`Allowlist::rule`](crate::Allowlist::rule).
+/// A rule's position in its allowlist (the trie's internal reference; decisions carry the
+/// rule itself).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RuleId(pub(crate) u32);
+pub(crate) struct RuleId(pub(crate) u32);
 
 impl RuleId {
     /// The rule's position in its allowlist.
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self.0 as usize
     }
 }
@@ -77,53 +80,19 @@ impl fmt::Display for Route {
 }
 
 /// An allowed connection: its route and the rule that allowed it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// The rule is shared with the allowlist that decided, so a decision names its rule correctly
+/// however many times the allowlist is swapped afterwards.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Allowed {
     /// Where it goes.
     pub route: Route,
     /// Which rule matched.
-    pub rule: RuleId,
-}
-
-/// Why a connection or query was denied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
-#[non_exhaustive]
-pub enum Reason {
-    /// The name matches no allowlist entry.
-    #[error("not allowlisted")]
-    NotAllowlisted,
-    /// The client's address is outside `sourceIpRange`.
-    #[error("source address not allowed")]
-    SourceNotAllowed,
-    /// The client sent no server name (no SNI, no `Host`).
-    #[error("no server name")]
-    NoServerName,
-    /// The server name is not a valid DNS name (IP literal, NUL byte, bad characters...).
-    #[error("invalid server name: {0}")]
-    InvalidName(NameError),
-    /// The name is allowlisted only as an `internal` entry on other ports.
-    #[error("port {port} not allowed for this name")]
-    PortNotAllowed {
-        /// The requested port.
-        port: u16,
-    },
-}
-
-impl Reason {
-    /// A stable snake_case label for logs and metrics.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Reason::NotAllowlisted => "not_allowlisted",
-            Reason::SourceNotAllowed => "source_not_allowed",
-            Reason::NoServerName => "no_server_name",
-            Reason::InvalidName(_) => "invalid_name",
-            Reason::PortNotAllowed { .. } => "port_not_allowed",
-        }
-    }
+    pub rule: Arc<Rule>,
 }
 
 /// The outcome of [`Allowlist::check`](crate::Allowlist::check).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Decision {
     /// Forward the connection.
     Allow(Allowed),
@@ -135,6 +104,14 @@ impl Decision {
     /// Whether the decision allows.
     pub fn is_allowed(&self) -> bool {
         matches!(self, Decision::Allow(_))
+    }
+
+    /// What allowed it, if allowed.
+    pub fn allowed(&self) -> Option<&Allowed> {
+        match self {
+            Decision::Allow(allowed) => Some(allowed),
+            Decision::Deny(_) => None,
+        }
     }
 
     /// The denial reason, if denied.

@@ -9,14 +9,17 @@
 //!   or `Deny` with a [`Reason`]. Its cost is O(labels of the name), whatever the number of rules.
 //! - [`AllowlistHandle`] shares the current allowlist and swaps a new one in atomically (reload
 //!   without touching live connections).
-//! - [`PolicyService`], [`PolicyLayer`] and the `tower::filter::Predicate` impl on
-//!   [`AllowlistHandle`] adapt it to tower.
+//! - tower, named in tower's style: [`Policy`] (the leaf decision service), [`Enforce`] +
+//!   [`EnforceLayer`] (only allowed requests reach the inner service, e.g. a hop), and
+//!   [`BoxPolicy`] (any decision service, such as `Policy` under the application's own layers,
+//!   behind one type: what the proxy asks).
 //! - [`Config`] reads a level's configuration: an Azure IoT LNM custom resource (or its `spec`)
 //!   unchanged, plus lnm's own sections (DESIGN §4).
 //!
 //! # Layout
 //! - `pattern.rs`: [`Pattern`] (`name` / `*.suffix`)
-//! - `decision.rs`: [`Request`], [`Decision`], [`Allowed`], [`Route`], [`Reason`]
+//! - `decision.rs`: [`Request`], [`Decision`], [`Allowed`], [`Route`] ([`Reason`] is
+//!   lnm-core's, re-exported)
 //! - `allowlist.rs`: [`Allowlist`] (the label trie), [`AllowlistBuilder`], [`Rule`]
 //! - `arc.rs`: [`ARC_DOMAINS`]
 //! - `handle.rs`: [`AllowlistHandle`]
@@ -61,8 +64,10 @@ mod service;
 pub use allowlist::{Allowlist, AllowlistBuilder, Rule, RuleOrigin};
 pub use arc::ARC_DOMAINS;
 pub use config::{Config, LoadedConfig};
-pub use decision::{Allowed, Decision, Reason, Request, Route, RuleId};
+pub use decision::{Allowed, Decision, Reason, Request, Route};
 pub use error::Error;
 pub use handle::AllowlistHandle;
 pub use pattern::Pattern;
-pub use service::{Denied, Permitted, PolicyLayer, PolicyRequest, PolicyService};
+pub use service::{
+    BoxPolicy, DecisionFuture, Denied, Enforce, EnforceLayer, Permitted, Policy, PolicyRequest,
+};

@@ -26,7 +26,7 @@ pub use direct::{Direct, default_refused_ranges};
 pub use internal::Internal;
 pub use memory::{Memory, MemoryListener, MemoryNetwork};
 pub use parent::Parent;
-pub use service::{HopService, ServiceHop};
+pub use service::{HopRequest, HopService, TowerHop};
 pub use stream::{Io, Stream};
 
 /// Opens a byte stream toward a [`Target`] for one proxied connection.

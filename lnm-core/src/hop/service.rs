@@ -1,8 +1,10 @@
 //! Hops as tower services, and tower services as hops.
 //!
 //! [`HopService`] lets tower middleware wrap a hop (`tower::timeout`, `retry`,
-//! `limit::ConcurrencyLimit`, a failover `steer`...); [`ServiceHop`] turns any tower connector
-//! service — including such a wrapped hop — back into a [`Hop`] the proxy can use.
+//! `limit::ConcurrencyLimit`, a failover `steer`, lnm-policy's `EnforceLayer`...); [`TowerHop`]
+//! turns any tower connector service — including such a wrapped hop — back into a [`Hop`] the
+//! proxy can use. The request a [`TowerHop`] sends is any [`HopRequest`]: a [`Target`], a
+//! `(Target, ConnInfo)` pair, or a type of the application's.
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -13,14 +15,14 @@ use std::task::{Context, Poll};
 use async_trait::async_trait;
 use tower::{Service, ServiceExt};
 
-use crate::{BoxError, ConnInfo, Error, Hop, Stream, Target};
+use crate::{BoxError, ConnInfo, Denied, Error, Hop, Stream, Target};
 
 /// A [`Hop`] as a `tower::Service<Target>` (with default [`ConnInfo`]) and
 /// `tower::Service<(Target, ConnInfo)>`. Always ready; cloning shares the hop.
 ///
 /// ```
 /// use std::time::Duration;
-/// use lnm_core::hop::{HopService, Parent, ServiceHop};
+/// use lnm_core::hop::{HopService, Parent, TowerHop};
 /// use tower::ServiceBuilder;
 ///
 /// // A parent hop with a tower timeout around it, used as a hop again.
@@ -28,7 +30,7 @@ use crate::{BoxError, ConnInfo, Error, Hop, Stream, Target};
 /// let svc = ServiceBuilder::new()
 ///     .timeout(Duration::from_secs(3))
 ///     .service(HopService::new(parent));
-/// let hop = ServiceHop::new(svc);
+/// let hop = TowerHop::new(svc);
 /// # let _: &dyn lnm_core::Hop = &hop;
 /// ```
 pub struct HopService<H: ?Sized> {
@@ -94,7 +96,7 @@ impl<H: Hop + ?Sized> Service<Target> for HopService<H> {
     }
 }
 
-/// A request type a [`ServiceHop`] can build from a target and its connection metadata.
+/// A request type a [`TowerHop`] can build from a target and its connection metadata.
 pub trait HopRequest: Send + 'static {
     /// Builds the request.
     fn from_parts(target: &Target, info: &ConnInfo) -> Self;
@@ -117,50 +119,62 @@ impl HopRequest for (Target, ConnInfo) {
 ///
 /// Each connection clones the service and drives it with `oneshot` (so `poll_ready`
 /// back-pressure, e.g. from a concurrency limit, is honoured). An error that is an
-/// [`Error`] is passed through as is (so a wrapped hop's errors stay precise); any other error,
-/// such as tower's `Elapsed`, becomes [`Error::Service`].
-pub struct ServiceHop<S, Req = Target> {
+/// [`Error`] is passed through as is (so a wrapped hop's errors stay precise), a [`Denied`]
+/// (from a policy layer around the hop) becomes [`Error::Denied`] — which the proxy reports as
+/// a denial —, and any other error, such as tower's `Elapsed`, becomes [`Error::Service`].
+pub struct TowerHop<S, Req = Target> {
     service: S,
     _request: PhantomData<fn(Req)>,
 }
 
-impl<S> ServiceHop<S, Target> {
+impl<S> TowerHop<S, Target> {
     /// Wraps a `Service<Target>`.
     pub fn new(service: S) -> Self {
-        ServiceHop {
+        TowerHop {
             service,
             _request: PhantomData,
         }
     }
 }
 
-impl<S> ServiceHop<S, (Target, ConnInfo)> {
+impl<S> TowerHop<S, (Target, ConnInfo)> {
     /// Wraps a `Service<(Target, ConnInfo)>`, which also sees the connection's metadata.
     pub fn with_info(service: S) -> Self {
-        ServiceHop {
+        TowerHop {
             service,
             _request: PhantomData,
         }
     }
 }
 
-impl<S: Clone, Req> Clone for ServiceHop<S, Req> {
+impl<S, Req: HopRequest> TowerHop<S, Req> {
+    /// Wraps a `Service<Req>` for any request type the application defines (name it with a
+    /// turbofish: `TowerHop::<_, MyRequest>::for_requests(service)`).
+    pub fn for_requests(service: S) -> Self {
+        TowerHop {
+            service,
+            _request: PhantomData,
+        }
+    }
+}
+
+impl<S: Clone, Req> Clone for TowerHop<S, Req> {
     fn clone(&self) -> Self {
-        ServiceHop {
+        TowerHop {
             service: self.service.clone(),
             _request: PhantomData,
         }
     }
 }
 
-impl<S, Req> std::fmt::Debug for ServiceHop<S, Req> {
+impl<S, Req> std::fmt::Debug for TowerHop<S, Req> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ServiceHop")
+        f.write_str("TowerHop")
     }
 }
 
 #[async_trait]
-impl<S, Req> Hop for ServiceHop<S, Req>
+impl<S, Req> Hop for TowerHop<S, Req>
 where
     Req: HopRequest,
     S: Service<Req> + Clone + Send + Sync + 'static,
@@ -174,8 +188,12 @@ where
             Ok(response) => Ok(response.into()),
             Err(e) => {
                 let e: BoxError = e.into();
-                match e.downcast::<Error>() {
-                    Ok(ours) => Err(*ours),
+                let e = match e.downcast::<Error>() {
+                    Ok(ours) => return Err(*ours),
+                    Err(e) => e,
+                };
+                match e.downcast::<Denied>() {
+                    Ok(denied) => Err(Error::Denied(*denied)),
                     Err(other) => Err(Error::Service(other)),
                 }
             }
@@ -205,7 +223,7 @@ mod tests {
         let svc = tower::ServiceBuilder::new()
             .timeout(Duration::from_millis(20))
             .service(HopService::new(Stuck));
-        let hop = ServiceHop::new(svc);
+        let hop = TowerHop::new(svc);
         let err = hop
             .connect(
                 &Target::new("x.example".parse().unwrap(), 443),
@@ -225,7 +243,7 @@ mod tests {
         let svc = tower::ServiceBuilder::new()
             .timeout(Duration::from_secs(1))
             .service(HopService::new(Memory::to(&net, "nowhere")));
-        let hop = ServiceHop::with_info(svc);
+        let hop = TowerHop::with_info(svc);
         let err = hop
             .connect(
                 &Target::new("x.example".parse().unwrap(), 443),
@@ -234,6 +252,24 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, Error::MemoryUnreachable { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_denial_from_a_layer_is_a_denial() {
+        let svc = tower::service_fn(|_: Target| async {
+            Err::<Stream, BoxError>(Box::new(Denied::new(crate::Reason::Policy("test_rule"))))
+        });
+        let err = TowerHop::new(svc)
+            .connect(
+                &Target::new("x.example".parse().unwrap(), 443),
+                &ConnInfo::default(),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Denied(d) if d.reason == crate::Reason::Policy("test_rule")),
+            "{err}"
+        );
     }
 
     #[tokio::test]
@@ -248,7 +284,7 @@ mod tests {
                 net.connect("origin", "127.0.0.1:1".parse().unwrap()).await
             }
         });
-        let hop = ServiceHop::new(svc);
+        let hop = TowerHop::new(svc);
         hop.connect(
             &Target::new("via.example".parse().unwrap(), 1),
             &ConnInfo::default(),

@@ -36,7 +36,7 @@ fn check(list: &Allowlist, name: &str, port: u16) -> Decision {
 
 fn allowed_by(list: &Allowlist, name: &str, port: u16) -> Option<String> {
     match check(list, name, port) {
-        Decision::Allow(a) => Some(list.rule(a.rule).pattern.to_string()),
+        Decision::Allow(a) => Some(a.rule.pattern.to_string()),
         Decision::Deny(_) => None,
     }
 }
@@ -308,7 +308,7 @@ fn arc_domains_cover_the_documented_set() {
         let d = check(&list, name, 443);
         assert!(d.is_allowed(), "{name}: {d:?}");
         if let Decision::Allow(a) = d {
-            assert_eq!(list.rule(a.rule).origin, RuleOrigin::ArcDomains);
+            assert_eq!(a.rule.origin, RuleOrigin::ArcDomains);
         }
     }
     assert_eq!(
@@ -333,7 +333,7 @@ fn rule_display_says_where_it_came_from() {
         panic!()
     };
     assert_eq!(
-        list.rule(a.rule).to_string(),
+        a.rule.to_string(),
         "broker.l3.contoso.local:8883 (internal)"
     );
 }
@@ -372,7 +372,7 @@ proptest! {
         let list = build(&rules);
         for candidate in [probe.clone(), format!("{prefix}.{probe}")] {
             let parsed = candidate.parse().unwrap();
-            let expected = list.rules().iter().any(|r| r.pattern.matches(&parsed));
+            let expected = list.rules().any(|r| r.pattern.matches(&parsed));
             prop_assert_eq!(check(&list, &candidate, 443).is_allowed(), expected, "{}", candidate);
         }
     }
@@ -412,8 +412,8 @@ proptest! {
             all.swap(i, (s % (i as u64 + 1)) as usize);
         }
         let shuffled = compile(&all);
-        let view = |list: &Allowlist, d: Decision| match d {
-            Decision::Allow(a) => Ok((a.route, list.rule(a.rule).pattern.clone(), list.rule(a.rule).port)),
+        let view = |_: &Allowlist, d: Decision| match d {
+            Decision::Allow(a) => Ok((a.route, a.rule.pattern.clone(), a.rule.port)),
             Decision::Deny(r) => Err(r),
         };
         for probe in &probes {
@@ -434,7 +434,7 @@ proptest! {
         let d = list.check(&Request::new(Some(&bytes), ip(L2), 443));
         if d.is_allowed() {
             let name = lnm_core::Name::from_ascii(&bytes).unwrap();
-            prop_assert!(list.rules().iter().any(|r| r.pattern.matches(&name)));
+            prop_assert!(list.rules().any(|r| r.pattern.matches(&name)));
         }
     }
 }

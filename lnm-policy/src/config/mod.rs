@@ -15,6 +15,7 @@
 //! fork), panic-free by design, with resource budgets against alias bombs, and error messages
 //! that point at the line and column with a snippet.
 
+pub mod defaults;
 mod serde_util;
 mod types;
 
@@ -85,7 +86,7 @@ impl Config {
         } else {
             serde_saphyr::from_str(text).map_err(parse_err)?
         };
-        let warnings = config.validate().map_err(|(key, message)| Error::Invalid {
+        let warnings = config.check().map_err(|(key, message)| Error::Invalid {
             file: file.to_owned(),
             key,
             message,

@@ -10,8 +10,9 @@ use lnm_core::Name;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
+use super::defaults;
 use super::serde_util::duration;
-use crate::{Allowlist, Pattern, Route, RuleOrigin};
+use crate::{Allowlist, Error, Pattern, Route, RuleOrigin};
 
 /// One gateway level: the `spec` of an Azure IoT LNM custom resource plus lnm's extensions.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -76,6 +77,113 @@ pub struct Config {
     /// Timeouts.
     #[serde(default)]
     pub timeouts: Timeouts,
+}
+
+/// Describing a level in code: every section has a constructor, so a configuration needs no
+/// YAML (the simulator builds its levels this way).
+///
+/// ```
+/// use lnm_policy::config::{Config, DnsConfig, DomainEntry, ListenerConfig, ListenerProtocol};
+///
+/// let level3 = Config::level(3)
+///     .with_parent("10.4.0.1".parse().unwrap())
+///     .allow(DomainEntry::external("management.azure.com").unwrap())
+///     .allow(DomainEntry::internal("broker.l3.local", 8883).unwrap())
+///     .with_listener(ListenerConfig::new("10.3.0.1:443".parse().unwrap(), ListenerProtocol::Tls))
+///     .with_dns(DnsConfig::new("10.3.0.1:53".parse().unwrap(), vec!["10.3.0.1".parse().unwrap()]));
+/// assert!(level3.validate().unwrap().iter().any(|w| w.contains("broker.l3.local")));
+/// ```
+impl Config {
+    /// An empty configuration for Purdue level `level` (add a parent below the top level).
+    pub fn level(level: u8) -> Self {
+        Config {
+            level: Some(level),
+            ..Config::default()
+        }
+    }
+
+    /// Sets the parent gateway (`parentIpAddr`).
+    pub fn with_parent(mut self, parent: IpAddr) -> Self {
+        self.parent_ip_addr = Some(parent);
+        self.parent_ip_addrs = None;
+        self
+    }
+
+    /// Sets the parent gateways tried in order (`parentIpAddrs`).
+    pub fn with_parents(mut self, parents: impl IntoIterator<Item = IpAddr>) -> Self {
+        self.parent_ip_addrs = Some(parents.into_iter().collect());
+        self.parent_ip_addr = None;
+        self
+    }
+
+    /// Sets the parent's port (`parentPort`).
+    pub fn with_parent_port(mut self, port: u16) -> Self {
+        self.parent_port = Some(port);
+        self
+    }
+
+    /// Adds an `allowList.domains` entry.
+    pub fn allow(mut self, entry: DomainEntry) -> Self {
+        self.allow_list.domains.push(entry);
+        self
+    }
+
+    /// Adds an `allowList.sourceIpRange` entry (the first one turns the source check on).
+    pub fn with_source_range(mut self, range: IpNet) -> Self {
+        self.allow_list
+            .source_ip_range
+            .get_or_insert_with(Vec::new)
+            .push(SourceRange(range.trunc()));
+        self
+    }
+
+    /// Adds a proxy listener (the first one replaces the default listeners).
+    pub fn with_listener(mut self, listener: ListenerConfig) -> Self {
+        self.listeners.get_or_insert_with(Vec::new).push(listener);
+        self
+    }
+
+    /// Runs the DNS rewrite server.
+    pub fn with_dns(mut self, dns: DnsConfig) -> Self {
+        self.dns = Some(dns);
+        self
+    }
+
+    /// Sets how destinations are resolved.
+    pub fn with_resolver(mut self, resolver: ResolverConfig) -> Self {
+        self.resolver = resolver;
+        self
+    }
+
+    /// Runs the admin endpoint.
+    pub fn with_admin(mut self, admin: AdminConfig) -> Self {
+        self.admin = Some(admin);
+        self
+    }
+
+    /// Sets the PROXY protocol section.
+    pub fn with_proxy_protocol(mut self, proxy_protocol: ProxyProtocolConfig) -> Self {
+        self.proxy_protocol = proxy_protocol;
+        self
+    }
+
+    /// Sets the limits.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Sets the timeouts.
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// Sets the relay section.
+    pub fn with_relay(mut self, relay: RelayConfig) -> Self {
+        self.relay = relay;
+        self
+    }
 }
 
 /// `logLevel`.
@@ -145,6 +253,32 @@ pub struct DomainEntry {
     pub destination_type: DestinationType,
     /// The port of an internal entry.
     pub port: Option<u16>,
+}
+
+impl DomainEntry {
+    /// An `external` entry: `pattern` is a name or `*.suffix`, allowed on every listener.
+    pub fn external(pattern: &str) -> Result<Self, Error> {
+        Ok(DomainEntry {
+            pattern: Pattern::parse(pattern)?,
+            destination_type: DestinationType::External,
+            port: None,
+        })
+    }
+
+    /// An `internal` entry: `pattern` on its own `port`, delivered on this level.
+    pub fn internal(pattern: &str, port: u16) -> Result<Self, Error> {
+        if port == 0 {
+            return Err(Error::Pattern {
+                pattern: pattern.to_owned(),
+                reason: "an internal entry needs its port (1..=65535)".into(),
+            });
+        }
+        Ok(DomainEntry {
+            pattern: Pattern::parse(pattern)?,
+            destination_type: DestinationType::Internal,
+            port: Some(port),
+        })
+    }
 }
 
 #[derive(Deserialize, Serialize)]
@@ -280,6 +414,12 @@ impl ListenerConfig {
         }
     }
 
+    /// Forwards to `port` instead of the bound port (`destinationPort`).
+    pub fn with_destination_port(mut self, port: u16) -> Self {
+        self.destination_port = Some(port);
+        self
+    }
+
     /// The destination port (explicit, else the bound port).
     pub fn destination_port(&self) -> u16 {
         self.destination_port.unwrap_or(self.bind.port())
@@ -307,8 +447,41 @@ pub struct DnsConfig {
     pub ttl: u32,
 }
 
+impl DnsConfig {
+    /// A DNS server on `bind` (UDP and TCP) answering allowlisted A queries with `answer_ipv4`
+    /// (this gateway's addresses); no AAAA answers, no upstream (REFUSED for other names), the
+    /// default TTL.
+    pub fn new(bind: SocketAddr, answer_ipv4: Vec<Ipv4Addr>) -> Self {
+        DnsConfig {
+            bind,
+            answer_ipv4,
+            answer_ipv6: Vec::new(),
+            upstream: Vec::new(),
+            ttl: defaults::DNS_TTL,
+        }
+    }
+
+    /// Answers allowlisted AAAA queries with `addrs`.
+    pub fn with_answer_ipv6(mut self, addrs: Vec<Ipv6Addr>) -> Self {
+        self.answer_ipv6 = addrs;
+        self
+    }
+
+    /// Forwards names that are not allowlisted to `servers`, in order.
+    pub fn with_upstream(mut self, servers: Vec<SocketAddr>) -> Self {
+        self.upstream = servers;
+        self
+    }
+
+    /// Sets the TTL of rewritten answers, in seconds.
+    pub fn with_ttl(mut self, ttl: u32) -> Self {
+        self.ttl = ttl;
+        self
+    }
+}
+
 fn default_dns_ttl() -> u32 {
-    60
+    defaults::DNS_TTL
 }
 
 /// `resolver.upstream`: the system resolver or explicit DNS servers.
@@ -378,6 +551,26 @@ pub struct ResolverConfig {
     pub refused_ranges: Option<Vec<IpNet>>,
 }
 
+impl ResolverConfig {
+    /// Resolves real names with `servers`, asked in order, instead of the system resolver.
+    pub fn with_upstream_servers(mut self, servers: Vec<SocketAddr>) -> Self {
+        self.upstream = ResolverUpstream::Servers(servers);
+        self
+    }
+
+    /// Resolves `name` to `ip` (an internal destination, or an override).
+    pub fn with_host(mut self, name: Name, ip: IpAddr) -> Self {
+        self.hosts.insert(name, ip);
+        self
+    }
+
+    /// Sets the ranges the top level never dials (`[]` turns the guard off).
+    pub fn with_refused_ranges(mut self, ranges: Vec<IpNet>) -> Self {
+        self.refused_ranges = Some(ranges);
+        self
+    }
+}
+
 /// `admin`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -385,6 +578,13 @@ pub struct ResolverConfig {
 pub struct AdminConfig {
     /// The HTTP address of `/metrics`, `/healthz`, `/readyz`.
     pub bind: SocketAddr,
+}
+
+impl AdminConfig {
+    /// The admin endpoint on `bind`.
+    pub fn new(bind: SocketAddr) -> Self {
+        AdminConfig { bind }
+    }
 }
 
 /// `proxyProtocol`.
@@ -402,6 +602,25 @@ pub struct ProxyProtocolConfig {
     /// else never have a header read (a client cannot claim another address).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub accept_from: Vec<IpNet>,
+}
+
+impl ProxyProtocolConfig {
+    /// Sends a PROXY v2 header to the parent.
+    pub fn sending() -> Self {
+        ProxyProtocolConfig {
+            send: true,
+            ..ProxyProtocolConfig::default()
+        }
+    }
+
+    /// Requires a PROXY v2 header from the child gateways in `from`.
+    pub fn accepting(from: Vec<IpNet>) -> Self {
+        ProxyProtocolConfig {
+            accept: true,
+            accept_from: from,
+            ..ProxyProtocolConfig::default()
+        }
+    }
 }
 
 /// `limits`.
@@ -422,10 +641,10 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_connections: 10_000,
-            max_connections_per_source: 1_000,
-            max_hops: 8,
-            max_client_hello: 64 * 1024,
+            max_connections: defaults::MAX_CONNECTIONS,
+            max_connections_per_source: defaults::MAX_CONNECTIONS_PER_SOURCE,
+            max_hops: defaults::MAX_HOPS,
+            max_client_hello: defaults::MAX_CLIENT_HELLO,
         }
     }
 }
@@ -443,7 +662,9 @@ pub struct RelayConfig {
 
 impl Default for RelayConfig {
     fn default() -> Self {
-        RelayConfig { zero_copy: true }
+        RelayConfig {
+            zero_copy: defaults::ZERO_COPY,
+        }
     }
 }
 
@@ -469,10 +690,10 @@ pub struct Timeouts {
 impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
-            sniff: Duration::from_secs(10),
-            connect: Duration::from_secs(5),
-            idle: Duration::from_secs(3600),
-            shutdown_drain: Duration::from_secs(30),
+            sniff: defaults::SNIFF_TIMEOUT,
+            connect: defaults::CONNECT_TIMEOUT,
+            idle: defaults::IDLE_TIMEOUT,
+            shutdown_drain: defaults::SHUTDOWN_DRAIN,
         }
     }
 }
@@ -538,9 +759,19 @@ impl Config {
         out
     }
 
-    /// Checks what serde cannot: values that contradict each other. Returns the warnings, or
-    /// the key at fault and why.
-    pub(super) fn validate(&self) -> Result<Vec<String>, (String, String)> {
+    /// Checks what serde cannot (values that contradict each other) for a configuration built
+    /// in code: the warnings, or an [`Error::Invalid`] naming the key (the file is
+    /// `"configuration"`). [`Config::parse`] runs the same checks.
+    pub fn validate(&self) -> Result<Vec<String>, Error> {
+        self.check().map_err(|(key, message)| Error::Invalid {
+            file: "configuration".into(),
+            key,
+            message,
+        })
+    }
+
+    /// The checks of [`validate`](Self::validate): the warnings, or the key at fault and why.
+    pub(super) fn check(&self) -> Result<Vec<String>, (String, String)> {
         let mut warnings = Vec::new();
         for (present, key) in [
             (self.image.is_some(), "image"),
@@ -566,6 +797,14 @@ impl Config {
                 "parentIpAddrs".into(),
                 "the list is empty; remove it for a top level".into(),
             ));
+        }
+        if let Some(level) = self.level.filter(|&l| l < defaults::TOP_LEVEL) {
+            if self.is_top_level() {
+                warnings.push(format!(
+                    "level {level} has no `parentIpAddr`: this gateway connects straight to the \
+                     real destinations (the internet), as the top level does"
+                ));
+            }
         }
         if self.allow_list.domains.is_empty() && !self.allow_list.enable_arc_domains {
             warnings

@@ -1,0 +1,31 @@
+//! Every default of the configuration, as one named constant each (DESIGN §4).
+//!
+//! The parser, the runtime settings (`lnm_proxy::ProxySettings`, `lnm_proxy::ConnLimits`, the
+//! DNS rewrite) and the docs all use these constants; no default is written a second time.
+
+use std::time::Duration;
+
+/// `limits.maxConnections`: concurrent proxied connections in total.
+pub const MAX_CONNECTIONS: usize = 10_000;
+/// `limits.maxConnectionsPerSource`: concurrent proxied connections per client address.
+pub const MAX_CONNECTIONS_PER_SOURCE: usize = 1_000;
+/// `limits.maxHops`: gateways a connection may pass before it is refused as a loop.
+pub const MAX_HOPS: u8 = 8;
+/// `limits.maxClientHello`: the largest ClientHello the sniffer buffers, in bytes.
+pub const MAX_CLIENT_HELLO: usize = 64 * 1024;
+/// The largest HTTP request head the sniffer buffers, in bytes (not configurable).
+pub const MAX_HTTP_HEAD: usize = 16 * 1024;
+/// `timeouts.sniff`: until the server name is known.
+pub const SNIFF_TIMEOUT: Duration = Duration::from_secs(10);
+/// `timeouts.connect`: to open the next hop (resolution included).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// `timeouts.idle`: without bytes in either direction.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// `timeouts.shutdownDrain`: for open connections to finish at shutdown.
+pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(30);
+/// `dns.ttl`: the TTL of rewritten answers, in seconds.
+pub const DNS_TTL: u32 = 60;
+/// `relay.zeroCopy`: bulk transfers through `splice(2)` on Linux.
+pub const ZERO_COPY: bool = true;
+/// The top Purdue level: a configuration without `level` and without a parent is this level.
+pub const TOP_LEVEL: u8 = 4;
