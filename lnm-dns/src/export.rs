@@ -28,7 +28,7 @@ impl ExportConfig {
 }
 
 fn unique_patterns(allowlist: &Allowlist) -> Vec<&Pattern> {
-    let mut patterns: Vec<&Pattern> = allowlist.rules().iter().map(|r| &r.pattern).collect();
+    let mut patterns: Vec<&Pattern> = allowlist.rules().map(|r| &r.pattern).collect();
     patterns.sort();
     patterns.dedup();
     patterns

@@ -19,7 +19,7 @@
 //! # Layout
 //! - `message.rs`: [`Query`], [`Response`]
 //! - `rewrite.rs`: [`decide`], [`RewriteConfig`], [`Action`]
-//! - `resolver.rs`: [`RewriteResolver`], [`Refuser`], [`DnsRequest`]
+//! - `resolver.rs`: [`RewriteResolver`], [`Refuser`], [`Fallback`], [`DnsRequest`]
 //! - `forward.rs` + `cache.rs`: [`Forwarder`]
 //! - `server.rs`: [`DnsServer`], [`bind`]
 //! - `udp.rs`: batched datagram receive and send (`recvmmsg`/`sendmmsg` on Linux)
@@ -65,6 +65,6 @@ pub mod fuzzing {
 
 pub use forward::{Forwarder, ForwarderConfig};
 pub use message::{EDNS_UDP_SIZE, PLAIN_UDP_SIZE, Query, Rejected, Response};
-pub use resolver::{DnsRequest, Refuser, RewriteResolver, Transport};
+pub use resolver::{DnsRequest, Fallback, Refuser, RewriteResolver, Transport};
 pub use rewrite::{Action, RewriteConfig, decide};
 pub use server::{DnsLimits, DnsServer, bind};

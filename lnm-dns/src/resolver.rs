@@ -130,3 +130,32 @@ impl Service<DnsRequest> for Refuser {
         ready(Ok(request.query.empty(Rcode::REFUSED)))
     }
 }
+
+/// The fallback a gateway builds from its `dns.upstream`: forward to the upstreams, or refuse
+/// when there are none. One nameable type for both, so that
+/// `RewriteResolver<Fallback>` is the type of every gateway's resolver.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Fallback {
+    /// Forward to upstream servers.
+    Forward(crate::Forwarder),
+    /// Answer REFUSED.
+    Refuse(Refuser),
+}
+
+impl Service<DnsRequest> for Fallback {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<Ready<Result<Response, Infallible>>, BoxFuture>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: DnsRequest) -> Self::Future {
+        match self {
+            Fallback::Forward(forwarder) => Either::Right(forwarder.call(request)),
+            Fallback::Refuse(refuser) => Either::Left(refuser.call(request)),
+        }
+    }
+}

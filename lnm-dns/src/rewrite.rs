@@ -27,7 +27,7 @@ impl RewriteConfig {
         RewriteConfig {
             answer_ipv4,
             answer_ipv6,
-            ttl: 60,
+            ttl: lnm_policy::config::defaults::DNS_TTL,
         }
     }
 

@@ -25,6 +25,12 @@ impl Alert {
         }
     }
 
+    /// The alert a TLS server sends for a first flight that fails to sniff as `error`.
+    pub fn for_sniff_error(error: &crate::sniff::SniffError) -> Alert {
+        let _ = error;
+        Alert::DecodeError
+    }
+
     /// The complete fatal alert record (TLS 1.2 record version, understood by every client).
     pub fn record(self) -> [u8; 7] {
         [21, 3, 3, 0, 2, 2, self.code()]

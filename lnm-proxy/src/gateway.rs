@@ -5,26 +5,44 @@
 //! [`Direct`] with the `resolver` settings; [`Internal`] from `resolver.hosts` for east-west
 //! entries. With the `dns` feature (on by default) the `dns` section runs the rewrite server.
 //!
+//! Every part can be replaced through [`GatewayBuilder`]: the hops (replaced or wrapped), a
+//! tower layer over the policy decision, observers, the source of each listener's connections,
+//! and the DNS server (bound, or asked in process). The configuration's DNS, admin, limits,
+//! PROXY protocol and reload keep working with the application's parts.
+//!
 //! [`Gateway::reload`] applies a new configuration without touching live connections: the
 //! allowlist is swapped atomically (DNS and proxy alike), and each listener hands its new
 //! connections to a proxy built from the new settings and hops. Changing what is bound
 //! (listener or DNS addresses, DNS answers or upstreams, the admin address) needs a restart and
 //! is reported as such.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use lnm_core::hop::{Direct, Internal, Parent};
-use lnm_core::{Hop, OwnAddrs, StaticHosts, SystemResolver, UpstreamResolver};
-use lnm_policy::AllowlistHandle;
-use lnm_policy::config::{Config, ListenerConfig, ResolverUpstream};
+use lnm_core::hop::SharedHop;
+use lnm_core::OwnAddrs;
+use lnm_policy::config::{Config, ListenerConfig};
+use lnm_policy::{AllowlistHandle, BoxPolicy, Decision, Policy, Request, Route};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{Admin, RenderMetrics};
-use crate::{ConnLimits, Proxy, ProxyServer, ProxySettings};
+use crate::parts::{external_hop, internal_hop};
+use crate::{ConnLimits, Incoming, Observer, Proxy, ProxyServer, ProxySettings};
+
+/// Wraps the hops a gateway builds from its configuration (see [`GatewayBuilder::wrap_hops`]).
+pub type HopWrapper = Arc<dyn Fn(Route, SharedHop) -> SharedHop + Send + Sync>;
+
+/// Builds the policy a gateway asks from the plain allowlist policy (see
+/// [`GatewayBuilder::policy_layer`]).
+type PolicyStack = Arc<dyn Fn(Policy) -> BoxPolicy + Send + Sync>;
+
+/// The rewrite resolver of a gateway: the allowlist's rewrite, with the configured upstreams or
+/// REFUSED behind it.
+#[cfg(feature = "dns")]
+pub type GatewayResolver = lnm_dns::RewriteResolver<lnm_dns::Fallback>;
 
 struct Listener {
     config: ListenerConfig,
@@ -32,22 +50,35 @@ struct Listener {
     server: ProxyServer,
 }
 
+/// What a gateway was built with besides its configuration: reload builds with the same.
+#[derive(Clone, Default)]
+struct Parts {
+    observer: Option<Observer>,
+    external: Option<SharedHop>,
+    internal: Option<SharedHop>,
+    wrap: Option<HopWrapper>,
+}
+
 /// One level, bound and serving: proxy listeners, DNS rewrite server and admin endpoint
 /// sharing one allowlist.
 ///
 /// [`Gateway::reload`] applies a new configuration without touching live connections: the
 /// allowlist is swapped atomically (DNS and proxy alike), and each listener hands its new
-/// connections to a proxy built from the new settings and hops. Changing what is bound
-/// (listener or DNS addresses, DNS answers or upstreams, the admin address) or the connection
-/// limits needs a restart and is reported as such.
+/// connections to a proxy built from the new settings and hops (the application's hop
+/// replacements and wrapper included). Changing what is bound (listener or DNS addresses, DNS
+/// answers or upstreams, the admin address) or the connection limits needs a restart and is
+/// reported as such.
 pub struct Gateway {
     config: Config,
     allowlist: AllowlistHandle,
+    policy: BoxPolicy,
     own: OwnAddrs,
     listeners: Vec<Listener>,
     dns: Option<(SocketAddr, CancellationToken)>,
+    #[cfg(feature = "dns")]
+    resolver: Option<GatewayResolver>,
     admin: Option<Admin>,
-    observer: Option<crate::Observer>,
+    parts: Parts,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -67,39 +98,70 @@ impl Gateway {
     ///
     /// Fails, naming the address, when something cannot be bound.
     pub async fn start(config: &Config, metrics: Option<RenderMetrics>) -> io::Result<Gateway> {
-        GatewayBuilder {
-            config,
-            metrics,
-            observer: None,
+        let mut builder = Gateway::builder(config.clone());
+        if let Some(render) = metrics {
+            builder = builder.metrics(render);
         }
-        .start()
-        .await
+        builder.start().await
     }
 
-    /// A builder for the less common options (a connection observer).
-    pub fn builder(config: &Config) -> GatewayBuilder<'_> {
+    /// A gateway built from `config` with the application's own parts: hops, a policy layer,
+    /// observers, connection sources (see [`GatewayBuilder`]).
+    pub fn builder(config: Config) -> GatewayBuilder {
         GatewayBuilder {
             config,
             metrics: None,
-            observer: None,
+            policy: None,
+            incoming: Vec::new(),
+            dns_in_process: false,
+            parts: Parts::default(),
         }
     }
 }
 
-/// Options of [`Gateway::start`].
-pub struct GatewayBuilder<'a> {
-    config: &'a Config,
+/// Builds a [`Gateway`]: the configuration, plus every part the application replaces.
+///
+/// Whatever is replaced, the rest of the configuration keeps working: DNS, admin, limits,
+/// PROXY protocol, timeouts and [`reload`](Gateway::reload).
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use lnm_core::hop::SharedHop;
+/// use lnm_policy::{Config, Decision, Reason};
+/// use lnm_proxy::Gateway;
+/// use tower::ServiceBuilder;
+///
+/// # async fn run(config: Config) -> std::io::Result<()> {
+/// let gateway = Gateway::builder(config)
+///     // Around every hop the configuration gives (rebuilt the same way on reload).
+///     .wrap_hops(|_route, hop: SharedHop| hop)
+///     // Over every decision of the allowlist.
+///     .policy_layer(tower::layer::layer_fn(|policy| {
+///         ServiceBuilder::new()
+///             .map_response(|d: Decision| d)
+///             .service(policy)
+///     }))
+///     .start()
+///     .await?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct GatewayBuilder {
+    config: Config,
     metrics: Option<RenderMetrics>,
-    observer: Option<crate::Observer>,
+    policy: Option<PolicyStack>,
+    incoming: Vec<(SocketAddr, Incoming)>,
+    dns_in_process: bool,
+    parts: Parts,
 }
 
-impl std::fmt::Debug for GatewayBuilder<'_> {
+impl std::fmt::Debug for GatewayBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GatewayBuilder").finish_non_exhaustive()
     }
 }
 
-impl GatewayBuilder<'_> {
+impl GatewayBuilder {
     /// Renders `/metrics` with the application's exporter.
     pub fn metrics(mut self, render: RenderMetrics) -> Self {
         self.metrics = Some(render);
@@ -107,8 +169,68 @@ impl GatewayBuilder<'_> {
     }
 
     /// Calls `observer` with the report of every finished proxied connection.
-    pub fn observer(mut self, observer: crate::Observer) -> Self {
-        self.observer = Some(observer);
+    pub fn observer(mut self, observer: Observer) -> Self {
+        self.parts.observer = Some(observer);
+        self
+    }
+
+    /// Forwards external routes through `hop` instead of the [`Parent`](lnm_core::hop::Parent)
+    /// or [`Direct`](lnm_core::hop::Direct) hop of the configuration. Kept across reloads.
+    pub fn external_hop(mut self, hop: impl lnm_core::Hop) -> Self {
+        self.parts.external = Some(Arc::new(hop));
+        self
+    }
+
+    /// Forwards internal (east-west) routes through `hop` instead of the configuration's
+    /// `resolver.hosts` map. Kept across reloads.
+    pub fn internal_hop(mut self, hop: impl lnm_core::Hop) -> Self {
+        self.parts.internal = Some(Arc::new(hop));
+        self
+    }
+
+    /// Wraps each hop — the one of the configuration, or a replacement — with `wrap` (called
+    /// with the route it serves): an audit log, a tower stack through
+    /// [`HopService`](lnm_core::hop::HopService) and [`TowerHop`](lnm_core::hop::TowerHop), a
+    /// policy of its own. Called again for the hops a reload builds.
+    pub fn wrap_hops(
+        mut self,
+        wrap: impl Fn(Route, SharedHop) -> SharedHop + Send + Sync + 'static,
+    ) -> Self {
+        self.parts.wrap = Some(Arc::new(wrap));
+        self
+    }
+
+    /// Puts `layer` over the allowlist decision: every connection is decided by
+    /// `layer.layer(Policy)` (see [`BoxPolicy`]). The layered service is built once and
+    /// shared by every listener; reloads swap the allowlist under it.
+    pub fn policy_layer<L, S, E>(mut self, layer: L) -> Self
+    where
+        L: tower::Layer<Policy, Service = S> + Send + Sync + 'static,
+        S: for<'a> tower::Service<Request<'a>, Response = Decision, Error = E>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        for<'a> <S as tower::Service<Request<'a>>>::Future: Send,
+        E: Into<lnm_core::BoxError>,
+    {
+        self.policy = Some(Arc::new(move |policy| BoxPolicy::new(layer.layer(policy))));
+        self
+    }
+
+    /// Serves the configured listener bound to `bind` from `incoming` instead of binding TCP
+    /// (an in-memory listener, a channel of the application's connections, a listener it
+    /// bound itself). Connections from a non-TCP source report `bind` as their local address.
+    pub fn incoming(mut self, bind: SocketAddr, incoming: Incoming) -> Self {
+        self.incoming.push((bind, incoming));
+        self
+    }
+
+    /// Builds the DNS rewrite resolver of the `dns` section without binding its address:
+    /// the application (or a simulation) asks [`Gateway::dns_resolver`] directly.
+    #[cfg(feature = "dns")]
+    pub fn dns_in_process(mut self) -> Self {
+        self.dns_in_process = true;
         self
     }
 
@@ -117,18 +239,46 @@ impl GatewayBuilder<'_> {
         let GatewayBuilder {
             config,
             metrics,
-            observer,
+            policy,
+            mut incoming,
+            dns_in_process,
+            parts,
         } = self;
         let allowlist = AllowlistHandle::new(config.allowlist());
+        let policy = match policy {
+            Some(stack) => stack(Policy::new(allowlist.clone())),
+            None => BoxPolicy::allowlist(allowlist.clone()),
+        };
         let own = OwnAddrs::new();
-        let mut bound = Vec::new();
+        let mut sources = Vec::new();
         for listener in config.effective_listeners() {
-            let tcp = TcpListener::bind(listener.bind).await.map_err(|e| {
-                io::Error::new(e.kind(), format!("cannot listen on {}: {e}", listener.bind))
-            })?;
-            let addr = tcp.local_addr()?;
-            own.add_listener(addr);
-            bound.push((listener, tcp, addr));
+            let given = incoming
+                .iter()
+                .position(|(bind, _)| *bind == listener.bind)
+                .map(|i| incoming.swap_remove(i).1);
+            let (source, addr) = match given {
+                Some(Incoming::Tcp(tcp)) => {
+                    let addr = tcp.local_addr()?;
+                    own.add_listener(addr);
+                    (Incoming::Tcp(tcp), addr)
+                }
+                Some(other) => (other, listener.bind),
+                None => {
+                    let tcp = TcpListener::bind(listener.bind).await.map_err(|e| {
+                        io::Error::new(e.kind(), format!("cannot listen on {}: {e}", listener.bind))
+                    })?;
+                    let addr = tcp.local_addr()?;
+                    own.add_listener(addr);
+                    (Incoming::Tcp(tcp), addr)
+                }
+            };
+            sources.push((listener, source, addr));
+        }
+        if let Some((bind, _)) = incoming.first() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a connection source was given for {bind}, which is not a listener of the configuration"),
+            ));
         }
         let admin = match &config.admin {
             Some(admin) => {
@@ -137,15 +287,14 @@ impl GatewayBuilder<'_> {
             }
             None => None,
         };
+        let hops = Hops::build(&config, &own, &parts);
+        let limits = ConnLimits::from(&config.limits);
         let mut listeners = Vec::new();
-        for (listener, tcp, addr) in bound {
-            let mut proxy = build_proxy(config, &listener, &allowlist, &own);
-            if let Some(observer) = &observer {
-                proxy = proxy.with_observer(observer.clone());
-            }
-            let server = ProxyServer::new(proxy, limits(config));
+        for (listener, source, addr) in sources {
+            let proxy = hops.proxy(&config, &listener, &allowlist, &policy, &parts);
+            let server = ProxyServer::new(proxy, limits);
             let serving = server.clone();
-            tokio::spawn(async move { serving.serve(tcp).await });
+            tokio::spawn(async move { serving.serve_incoming(source, addr).await });
             tracing::info!(%addr, protocol = ?listener.protocol, destination_port = listener.destination_port(), "proxy listening");
             listeners.push(Listener {
                 config: listener,
@@ -154,24 +303,83 @@ impl GatewayBuilder<'_> {
             });
         }
         #[cfg(feature = "dns")]
-        let dns = match &config.dns {
-            Some(dns) => Some(start_dns(dns, allowlist.clone()).await?),
-            None => None,
+        let (dns, resolver) = match &config.dns {
+            Some(dns) => {
+                let resolver = crate::parts::dns_resolver(dns, allowlist.clone()).await?;
+                if dns_in_process {
+                    (None, Some(resolver))
+                } else {
+                    let running = serve_dns(dns, resolver.clone()).await?;
+                    (Some(running), Some(resolver))
+                }
+            }
+            None => (None, None),
         };
         #[cfg(not(feature = "dns"))]
-        let dns = None;
+        let dns = {
+            let _ = dns_in_process;
+            None
+        };
         if let Some(admin) = &admin {
             admin.set_ready(true);
         }
         Ok(Gateway {
-            config: config.clone(),
+            config,
             allowlist,
+            policy,
             own,
             listeners,
             dns,
+            #[cfg(feature = "dns")]
+            resolver,
             admin,
-            observer,
+            parts,
         })
+    }
+}
+
+/// The two hops of a gateway, as the configuration and the application's parts make them.
+struct Hops {
+    external: SharedHop,
+    internal: SharedHop,
+}
+
+impl Hops {
+    fn build(config: &Config, own: &OwnAddrs, parts: &Parts) -> Hops {
+        let external = parts
+            .external
+            .clone()
+            .unwrap_or_else(|| external_hop(config, own));
+        let internal = parts
+            .internal
+            .clone()
+            .unwrap_or_else(|| Arc::new(internal_hop(config)));
+        match &parts.wrap {
+            Some(wrap) => Hops {
+                external: wrap(Route::External, external),
+                internal: wrap(Route::Internal, internal),
+            },
+            None => Hops { external, internal },
+        }
+    }
+
+    fn proxy(
+        &self,
+        config: &Config,
+        listener: &ListenerConfig,
+        allowlist: &AllowlistHandle,
+        policy: &BoxPolicy,
+        parts: &Parts,
+    ) -> Proxy {
+        let settings = ProxySettings::from_config(config, listener);
+        let mut proxy = Proxy::builder(allowlist.clone(), settings)
+            .policy(policy.clone())
+            .external_shared(self.external.clone())
+            .internal_shared(self.internal.clone());
+        if let Some(observer) = &parts.observer {
+            proxy = proxy.observer(observer.clone());
+        }
+        proxy.build()
     }
 }
 
@@ -182,16 +390,15 @@ impl Gateway {
         let mut needs_restart = Vec::new();
         self.allowlist.store(new.allowlist());
         let new_listeners = new.effective_listeners();
+        let hops = Hops::build(&new, &self.own, &self.parts);
         for listener in &mut self.listeners {
             match new_listeners
                 .iter()
                 .find(|l| l.bind == listener.config.bind)
             {
                 Some(updated) => {
-                    let mut proxy = build_proxy(&new, updated, &self.allowlist, &self.own);
-                    if let Some(observer) = &self.observer {
-                        proxy = proxy.with_observer(observer.clone());
-                    }
+                    let proxy =
+                        hops.proxy(&new, updated, &self.allowlist, &self.policy, &self.parts);
                     listener.server.replace(proxy);
                     listener.config = updated.clone();
                 }
@@ -230,14 +437,30 @@ impl Gateway {
         &self.allowlist
     }
 
-    /// The bound proxy listener addresses.
+    /// The bound proxy listener addresses (for a listener served from another source, its
+    /// configured address), in the order of the configuration.
     pub fn addrs(&self) -> Vec<SocketAddr> {
         self.listeners.iter().map(|l| l.addr).collect()
     }
 
-    /// The DNS server's address, when one runs.
+    /// The proxy listener addresses by destination port.
+    pub fn addrs_by_port(&self) -> HashMap<u16, SocketAddr> {
+        self.listeners
+            .iter()
+            .map(|l| (l.config.destination_port(), l.addr))
+            .collect()
+    }
+
+    /// The DNS server's address, when one is bound.
     pub fn dns_addr(&self) -> Option<SocketAddr> {
         self.dns.as_ref().map(|(addr, _)| *addr)
+    }
+
+    /// The DNS rewrite resolver of the `dns` section (bound or not): a tower service to ask
+    /// in process.
+    #[cfg(feature = "dns")]
+    pub fn dns_resolver(&self) -> Option<&GatewayResolver> {
+        self.resolver.as_ref()
     }
 
     /// The admin endpoint's address, when one runs.
@@ -267,45 +490,13 @@ impl Gateway {
     }
 }
 
-fn limits(config: &Config) -> ConnLimits {
-    ConnLimits {
-        max_connections: config.limits.max_connections,
-        max_per_source: config.limits.max_connections_per_source,
-    }
-}
-
-fn build_proxy(
-    config: &Config,
-    listener: &ListenerConfig,
-    allowlist: &AllowlistHandle,
-    own: &OwnAddrs,
-) -> Proxy {
-    let settings = ProxySettings::from_config(config, listener);
-    Proxy::with_shared_hops(
-        allowlist.clone(),
-        external_hop(config, own),
-        Arc::new(internal_hop(config)),
-        settings,
-    )
-}
-
 #[cfg(feature = "dns")]
-async fn start_dns(
+async fn serve_dns(
     dns: &lnm_policy::config::DnsConfig,
-    allowlist: AllowlistHandle,
+    resolver: GatewayResolver,
 ) -> io::Result<(SocketAddr, CancellationToken)> {
-    use lnm_dns::{
-        DnsLimits, DnsServer, Forwarder, ForwarderConfig, Refuser, RewriteConfig, RewriteResolver,
-    };
-    use tower::util::Either;
+    use lnm_dns::{DnsLimits, DnsServer};
 
-    let rewrite = RewriteConfig::new(dns.answer_ipv4.clone(), dns.answer_ipv6.clone()).ttl(dns.ttl);
-    let fallback = if dns.upstream.is_empty() {
-        Either::Right(Refuser)
-    } else {
-        Either::Left(Forwarder::new(ForwarderConfig::new(dns.upstream.clone())).await?)
-    };
-    let resolver = RewriteResolver::new(allowlist, rewrite, fallback);
     let (udp, tcp) = lnm_dns::bind(dns.bind).await?;
     let addr = udp.local_addr()?;
     let server = DnsServer::new(resolver, DnsLimits::default());
@@ -319,49 +510,4 @@ async fn start_dns(
     });
     tracing::info!(%addr, upstreams = dns.upstream.len(), "DNS rewrite server listening");
     Ok((addr, stop))
-}
-
-fn external_hop(config: &Config, own: &OwnAddrs) -> Arc<dyn Hop> {
-    let connect_timeout = config.timeouts.connect;
-    let parents = config.parent_addrs();
-    if !parents.is_empty() {
-        // Port 0: the parent listens on each listener's destination port.
-        let port = config.parent_port.unwrap_or(0);
-        let addrs = parents.into_iter().map(|ip| SocketAddr::new(ip, port));
-        return Arc::new(
-            Parent::new(addrs)
-                .connect_timeout(connect_timeout)
-                .own_addrs(own.clone())
-                .send_proxy_protocol(config.proxy_protocol.send),
-        );
-    }
-    let hosts: StaticHosts = config
-        .resolver
-        .hosts
-        .iter()
-        .map(|(n, ip)| (n.clone(), *ip))
-        .collect();
-    let resolver = match &config.resolver.upstream {
-        ResolverUpstream::System => hosts.with_fallback(SystemResolver),
-        ResolverUpstream::Servers(servers) => hosts.with_fallback(
-            UpstreamResolver::new(servers.clone())
-                .with_timeout(connect_timeout.min(Duration::from_secs(2))),
-        ),
-    };
-    let mut direct = Direct::with_resolver(resolver)
-        .connect_timeout(connect_timeout)
-        .own_addrs(own.clone())
-        .trust_names(config.resolver.hosts.keys().cloned());
-    if let Some(ranges) = &config.resolver.refused_ranges {
-        direct = direct.refused_ranges(ranges.iter().copied());
-    }
-    Arc::new(direct)
-}
-
-fn internal_hop(config: &Config) -> Internal {
-    let mut internal = Internal::new().connect_timeout(config.timeouts.connect);
-    for (name, ip) in &config.resolver.hosts {
-        internal.insert_ip(name.clone(), *ip);
-    }
-    internal
 }

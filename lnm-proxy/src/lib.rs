@@ -43,8 +43,10 @@
 //! ```
 
 pub mod admin;
+pub mod admission;
 mod deny;
 mod gateway;
+pub mod parts;
 mod proxy;
 mod relay;
 mod server;
@@ -54,7 +56,9 @@ pub mod sim;
 pub mod sniff;
 
 pub use deny::Alert;
-pub use gateway::{Gateway, GatewayBuilder};
-pub use proxy::{ConnReport, Observer, Outcome, Proxy};
-pub use server::{ConnLimits, ProxyServer};
+#[cfg(feature = "dns")]
+pub use gateway::GatewayResolver;
+pub use gateway::{Gateway, GatewayBuilder, HopWrapper};
+pub use proxy::{ConnReport, Observer, Outcome, Proxy, ProxyBuilder};
+pub use server::{Accepted, ConnLimits, Incoming, ProxyServer};
 pub use settings::ProxySettings;

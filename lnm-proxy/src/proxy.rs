@@ -7,15 +7,18 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use lnm_core::hop::SharedHop;
 use lnm_core::proxy_header::{Decoded, ProxyHeader};
-use lnm_core::{ConnInfo, Hop, Name, Protocol, Stream, Target};
+use lnm_core::{ConnInfo, Hop, Protocol, Stream, Target};
 use lnm_policy::config::ListenerProtocol;
-use lnm_policy::{AllowlistHandle, Decision, PolicyService, Reason, Request, Route};
+use lnm_policy::{AllowlistHandle, BoxPolicy, Reason, Request, Route, Rule};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tower::ServiceExt;
 
 use crate::ProxySettings;
-use crate::deny::{Alert, http_response};
+use crate::admission::{
+    Arrival, Refusal, Sniffed, admit, admit_arrival, guess_protocol, refuse_connect,
+    refuse_connect_timeout, refuse_unsniffed,
+};
 use crate::relay::{RelayEnd, relay};
 use crate::sniff::{HttpSniffer, Sniff, SniffError, TlsSniffer};
 
@@ -42,8 +45,8 @@ pub struct ConnReport {
     pub outcome: Outcome,
     /// The route, when allowed.
     pub route: Option<Route>,
-    /// The rule that allowed it, as text.
-    pub rule: Option<String>,
+    /// The rule that allowed it.
+    pub rule: Option<Arc<Rule>>,
     /// Bytes client → upstream (the sniffed bytes included).
     pub bytes_up: u64,
     /// Bytes upstream → client.
@@ -72,6 +75,13 @@ pub enum Outcome {
     ReadError(String),
     /// Allowed, but the next hop could not be reached.
     ConnectFailed(String),
+    /// Allowed, but the next hop did not answer within the connect timeout.
+    ConnectTimeout {
+        /// The timeout that elapsed.
+        after: Duration,
+    },
+    /// The policy service failed (an error of an application's policy layer): refused.
+    PolicyFailed(String),
     /// A child gateway's PROXY v2 header was missing or invalid.
     BadProxyHeader(&'static str),
     /// The connection already passed `limits.maxHops` gateways: a loop, or a chain too long.
@@ -90,6 +100,7 @@ impl Outcome {
                 | Outcome::IdleTimeout
                 | Outcome::RelayError(_)
                 | Outcome::ConnectFailed(_)
+                | Outcome::ConnectTimeout { .. }
         )
     }
 
@@ -103,7 +114,8 @@ impl Outcome {
             Outcome::BadHello(e) => e.as_str(),
             Outcome::SniffTimeout => "sniff_timeout",
             Outcome::ReadError(_) => "read_error",
-            Outcome::ConnectFailed(_) => "connect_failed",
+            Outcome::ConnectFailed(_) | Outcome::ConnectTimeout { .. } => "connect_failed",
+            Outcome::PolicyFailed(_) => "policy_failed",
             Outcome::BadProxyHeader(_) => "bad_proxy_header",
             Outcome::TooManyHops { .. } => "too_many_hops",
         }
@@ -121,6 +133,10 @@ impl fmt::Display for Outcome {
             Outcome::SniffTimeout => f.write_str("no complete hello within the sniff timeout"),
             Outcome::ReadError(e) => write!(f, "reading the hello failed: {e}"),
             Outcome::ConnectFailed(e) => write!(f, "next hop unreachable: {e}"),
+            Outcome::ConnectTimeout { after } => {
+                write!(f, "next hop unreachable: no connection within {after:?}")
+            }
+            Outcome::PolicyFailed(e) => write!(f, "the policy could not decide: {e}"),
             Outcome::BadProxyHeader(e) => write!(f, "child gateway's PROXY header rejected: {e}"),
             Outcome::TooManyHops { hops } => write!(
                 f,
@@ -130,16 +146,31 @@ impl fmt::Display for Outcome {
     }
 }
 
-/// The sniffing forward proxy of one listener: sniffs the server name, asks the allowlist,
+/// The sniffing forward proxy of one listener: sniffs the server name, asks the policy,
 /// and forwards the untouched bytes through the hop of the decided route.
 ///
-/// Cheap to share (`Arc`); one instance serves every connection of its listener.
+/// Built with [`Proxy::builder`]; cheap to share (`Arc`); one instance serves every connection
+/// of its listener. What it decides is decided by the pure functions of
+/// [`admission`](crate::admission); the proxy reads, calls them and acts.
+///
+/// ```
+/// use lnm_core::hop::{Internal, Parent};
+/// use lnm_policy::{Allowlist, config::ListenerProtocol};
+/// use lnm_proxy::{Proxy, ProxySettings};
+///
+/// let allowlist = Allowlist::builder().external("*.blob.core.windows.net").unwrap().build();
+/// let proxy = Proxy::builder(allowlist.into(), ProxySettings::new(ListenerProtocol::Tls, 443))
+///     .external(Parent::new(["10.4.0.1:443".parse().unwrap()]))
+///     .internal(Internal::new())
+///     .build();
+/// # let _ = proxy;
+/// ```
 #[derive(Clone)]
 pub struct Proxy {
-    policy: PolicyService,
+    policy: BoxPolicy,
     allowlist: AllowlistHandle,
-    external: Arc<dyn Hop>,
-    internal: Arc<dyn Hop>,
+    external: SharedHop,
+    internal: SharedHop,
     settings: ProxySettings,
     observer: Option<Observer>,
 }
@@ -152,56 +183,108 @@ impl fmt::Debug for Proxy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Proxy")
             .field("settings", &self.settings)
+            .field("policy", &self.policy)
             .finish_non_exhaustive()
     }
 }
 
-/// The hello that was sniffed: which protocol, and the raw name.
-struct Sniffed {
-    protocol: Protocol,
-    server_name: Option<Vec<u8>>,
+/// Builds a [`Proxy`]: the allowlist and the listener's settings, then the parts that differ
+/// from the defaults.
+pub struct ProxyBuilder {
+    allowlist: AllowlistHandle,
+    settings: ProxySettings,
+    policy: Option<BoxPolicy>,
+    external: Option<SharedHop>,
+    internal: Option<SharedHop>,
+    observer: Option<Observer>,
 }
 
-impl Proxy {
-    /// A proxy checking `allowlist`, forwarding external routes through `external` (a
-    /// [`Parent`](lnm_core::hop::Parent) or, at the top level, a [`Direct`](lnm_core::hop::Direct))
-    /// and internal routes through `internal`.
-    pub fn new(
-        allowlist: AllowlistHandle,
-        external: impl Hop,
-        internal: impl Hop,
-        settings: ProxySettings,
-    ) -> Self {
-        Proxy {
-            policy: PolicyService::new(allowlist.clone()),
-            allowlist,
-            external: Arc::new(external),
-            internal: Arc::new(internal),
-            settings,
-            observer: None,
-        }
+impl fmt::Debug for ProxyBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProxyBuilder")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProxyBuilder {
+    /// Decides with `policy` instead of the plain allowlist: any decision service, such as
+    /// [`Policy`](lnm_policy::Policy) under the application's own tower layers (see
+    /// [`BoxPolicy`]). The allowlist still refuses sources outside its ranges before a byte of
+    /// the hello is read.
+    pub fn policy(mut self, policy: impl Into<BoxPolicy>) -> Self {
+        self.policy = Some(policy.into());
+        self
+    }
+
+    /// Forwards external routes through `hop`: a [`Parent`](lnm_core::hop::Parent) below the
+    /// top level, a [`Direct`](lnm_core::hop::Direct) at the top, or the application's own.
+    /// Default: none (external routes fail as unreachable).
+    pub fn external(self, hop: impl Hop) -> Self {
+        self.external_shared(Arc::new(hop))
+    }
+
+    /// Like [`external`](Self::external), with a hop that is already shared (one hop for every
+    /// listener of a gateway).
+    pub fn external_shared(mut self, hop: SharedHop) -> Self {
+        self.external = Some(hop);
+        self
+    }
+
+    /// Forwards internal (east-west) routes through `hop`, usually an
+    /// [`Internal`](lnm_core::hop::Internal) map. Default: an empty map.
+    pub fn internal(self, hop: impl Hop) -> Self {
+        self.internal_shared(Arc::new(hop))
+    }
+
+    /// Like [`internal`](Self::internal), with a hop that is already shared.
+    pub fn internal_shared(mut self, hop: SharedHop) -> Self {
+        self.internal = Some(hop);
+        self
     }
 
     /// Calls `observer` with the report of every finished connection.
-    pub fn with_observer(mut self, observer: Observer) -> Self {
+    pub fn observer(mut self, observer: Observer) -> Self {
         self.observer = Some(observer);
         self
     }
 
-    /// Like [`Proxy::new`] with hops that are already shared (one pair for every listener of a
-    /// gateway).
-    pub fn with_shared_hops(
-        allowlist: AllowlistHandle,
-        external: Arc<dyn Hop>,
-        internal: Arc<dyn Hop>,
-        settings: ProxySettings,
-    ) -> Self {
+    /// The proxy.
+    pub fn build(self) -> Proxy {
         Proxy {
-            policy: PolicyService::new(allowlist.clone()),
+            policy: self
+                .policy
+                .unwrap_or_else(|| BoxPolicy::allowlist(self.allowlist.clone())),
+            allowlist: self.allowlist,
+            external: self.external.unwrap_or_else(|| Arc::new(NoRoute)),
+            internal: self
+                .internal
+                .unwrap_or_else(|| Arc::new(lnm_core::hop::Internal::new())),
+            settings: self.settings,
+            observer: self.observer,
+        }
+    }
+}
+
+/// The external hop of a proxy built without one.
+struct NoRoute;
+
+#[lnm_core::async_trait]
+impl Hop for NoRoute {
+    async fn connect(&self, _: &Target, _: &ConnInfo) -> Result<Stream, lnm_core::Error> {
+        Err(lnm_core::Error::NoDestination { hop: "external" })
+    }
+}
+
+impl Proxy {
+    /// Starts building the proxy of a listener with `settings`, checking `allowlist`.
+    pub fn builder(allowlist: AllowlistHandle, settings: ProxySettings) -> ProxyBuilder {
+        ProxyBuilder {
             allowlist,
-            external,
-            internal,
             settings,
+            policy: None,
+            external: None,
+            internal: None,
             observer: None,
         }
     }
@@ -212,6 +295,9 @@ impl Proxy {
     }
 
     /// Handles one accepted connection to the end and returns its report (already logged).
+    ///
+    /// Everything logged while the connection lasts carries the span `conn` (client,
+    /// listener address, level).
     pub async fn serve(&self, mut io: Stream, client: SocketAddr, local: SocketAddr) -> ConnReport {
         let started = Instant::now();
         let mut report = ConnReport {
@@ -267,60 +353,33 @@ impl Proxy {
                 }
             }
         }
-        if report.hops >= self.settings.max_hops {
-            report.outcome = Outcome::TooManyHops { hops: report.hops };
-            tracing::warn!(client = %report.client, hops = report.hops, max_hops = self.settings.max_hops,
-                "connection refused: it went round a loop of gateways or through too many");
-            let line = "lnm: too many gateways (loop)";
-            self.refuse(io, report, Alert::AccessDenied, 508, "Loop Detected", line)
-                .await;
-            return None;
-        }
-        // Before reading the hello: is this client allowed to use the gateway at all?
-        if !self.allowlist.source_allowed(report.client.ip()) {
-            report.outcome = Outcome::Denied(Reason::SourceNotAllowed);
-            self.refuse(
-                io,
-                report,
-                Alert::AccessDenied,
-                403,
-                "Forbidden",
-                "lnm: source address not allowed",
-            )
-            .await;
+        let arrival = Arrival::new(report.client, report.local, report.hops);
+        if let Err(refusal) = admit_arrival(&arrival, &self.allowlist.load(), &self.settings) {
+            if let Outcome::TooManyHops { hops } = refusal.outcome {
+                tracing::warn!(client = %report.client, hops, max_hops = self.settings.max_hops,
+                    "connection refused: it went round a loop of gateways or through too many");
+            }
+            self.refuse(io, report, refusal).await;
             return None;
         }
 
         let sniffing = tokio::time::timeout(self.settings.sniff_timeout, self.sniff(io, &mut buf));
         let sniffed = match Box::pin(sniffing).await {
-            Err(_) => {
-                report.outcome = Outcome::SniffTimeout;
-                return None;
-            }
-            Ok(Err(outcome)) => {
+            Err(_) => Err(Outcome::SniffTimeout),
+            Ok(sniffed) => sniffed,
+        };
+        let sniffed = match sniffed {
+            Ok(sniffed) => sniffed,
+            Err(outcome) => {
+                let refusal =
+                    refuse_unsniffed(outcome, self.settings.protocol, &buf, report.port);
                 report.protocol = guess_protocol(self.settings.protocol, &buf);
-                let bad_hello = matches!(outcome, Outcome::BadHello(_));
-                report.outcome = outcome;
-                if bad_hello {
-                    self.refuse(
-                        io,
-                        report,
-                        Alert::DecodeError,
-                        400,
-                        "Bad Request",
-                        "lnm: malformed request",
-                    )
-                    .await;
-                }
+                self.refuse(io, report, refusal).await;
                 return None;
             }
-            Ok(Ok(sniffed)) => sniffed,
         };
         report.protocol = sniffed.protocol;
-        report.server_name = sniffed
-            .server_name
-            .as_deref()
-            .map(|n| String::from_utf8_lossy(n).into_owned());
+        report.server_name = sniffed.name_text();
 
         let request = Request::new(
             sniffed.server_name.as_deref(),
@@ -328,80 +387,41 @@ impl Proxy {
             report.port,
         );
         let deciding = Instant::now();
-        let decision = match self.policy.clone().oneshot(request).await {
-            Ok(decision) => decision,
-            Err(never) => match never {},
-        };
+        let decision = self.policy.decide(request).await;
         metrics::histogram!("lnm_decision_seconds").record(deciding.elapsed().as_secs_f64());
-        let allowed = match decision {
-            Decision::Allow(allowed) => allowed,
-            Decision::Deny(reason) => {
-                report.outcome = Outcome::Denied(reason);
-                let alert = match reason {
-                    Reason::SourceNotAllowed | Reason::PortNotAllowed { .. } => Alert::AccessDenied,
-                    _ => Alert::UnrecognizedName,
-                };
-                let line = match (&report.server_name, reason) {
-                    (Some(name), Reason::NotAllowlisted | Reason::PortNotAllowed { .. }) => {
-                        format!("lnm: {name}:{} denied: {reason}", report.port)
-                    }
-                    _ => format!("lnm: denied: {reason}"),
-                };
-                self.refuse(io, report, alert, 403, "Forbidden", &line)
-                    .await;
+        let connect = match admit(&arrival, &sniffed, decision, &self.settings) {
+            Ok(connect) => connect,
+            Err(refusal) => {
+                self.refuse(io, report, refusal).await;
                 return None;
             }
         };
-        report.route = Some(allowed.route);
-        report.rule = Some(self.allowlist.load().rule(allowed.rule).to_string());
+        report.route = Some(connect.route);
+        report.rule = Some(connect.rule.clone());
 
-        // Allowed names are valid names: this cannot fail, but never panic on a network path.
-        let Some(name) = sniffed
-            .server_name
-            .as_deref()
-            .and_then(|n| Name::from_ascii(n).ok())
-        else {
-            report.outcome = Outcome::Denied(Reason::NoServerName);
-            return None;
-        };
-        let target = Target::new(name.clone(), report.port);
-        let info = ConnInfo::new(report.client, report.local)
-            .with_level(self.settings.level)
-            .with_hops(report.hops)
-            .with_sniffed(sniffed.protocol, Some(name));
-        let hop = match allowed.route {
+        let hop = match connect.route {
             Route::Internal => &self.internal,
             _ => &self.external,
         };
-        let connected =
-            tokio::time::timeout(self.settings.connect_timeout, hop.connect(&target, &info)).await;
-        let mut upstream = match connected {
-            Ok(Ok(upstream)) => upstream,
-            Ok(Err(e)) => {
-                report.outcome = Outcome::ConnectFailed(e.to_string());
-                let line = format!("lnm: {target} unreachable");
-                self.refuse(io, report, Alert::InternalError, 502, "Bad Gateway", &line)
-                    .await;
-                return None;
-            }
-            Err(_) => {
-                report.outcome = Outcome::ConnectFailed(format!(
-                    "no connection within {:?}",
-                    self.settings.connect_timeout
-                ));
-                let line = format!("lnm: {target} unreachable");
-                self.refuse(
-                    io,
-                    report,
-                    Alert::InternalError,
-                    504,
-                    "Gateway Timeout",
-                    &line,
-                )
-                .await;
-                return None;
-            }
-        };
+        let connecting = hop.connect(&connect.target, &connect.info);
+        let mut upstream =
+            match tokio::time::timeout(self.settings.connect_timeout, connecting).await {
+                Ok(Ok(upstream)) => upstream,
+                Ok(Err(e)) => {
+                    let refusal = refuse_connect(&connect, e);
+                    if let Outcome::Denied(_) = refusal.outcome {
+                        // Denied inside the hop: no route was taken.
+                        report.route = None;
+                    }
+                    self.refuse(io, report, refusal).await;
+                    return None;
+                }
+                Err(_) => {
+                    let refusal = refuse_connect_timeout(&connect, self.settings.connect_timeout);
+                    self.refuse(io, report, refusal).await;
+                    return None;
+                }
+            };
         if let Err(e) = upstream.write_all(&buf).await {
             report.outcome = Outcome::RelayError(e.to_string());
             return None;
@@ -471,30 +491,21 @@ impl Proxy {
             if is_tls {
                 match tls.feed(buf) {
                     Sniff::NeedMore => {}
-                    Sniff::Done(hello) => {
-                        return Ok(Sniffed {
-                            protocol: Protocol::Tls,
-                            server_name: hello.server_name,
-                        });
-                    }
+                    Sniff::Done(hello) => return Ok(Sniffed::new(Protocol::Tls, hello.server_name)),
                     Sniff::Invalid(e) => return Err(Outcome::BadHello(e)),
                 }
             } else {
                 match http.feed(buf) {
                     Sniff::NeedMore => {}
-                    Sniff::Done(head) => {
-                        return Ok(Sniffed {
-                            protocol: Protocol::Http,
-                            server_name: head.host,
-                        });
-                    }
+                    Sniff::Done(head) => return Ok(Sniffed::new(Protocol::Http, head.host)),
                     Sniff::Invalid(e) => return Err(Outcome::BadHello(e)),
                 }
             }
         }
     }
 
-    /// Tells a refused client why, in its protocol, and closes.
+    /// Records the refusal's outcome, tells the client why in its protocol (when there is
+    /// something to say), and closes.
     ///
     /// Boxed: the refusal's state then lives on the heap only while a refusal is written,
     /// instead of enlarging every connection's task (the task is as large as its largest
@@ -502,51 +513,38 @@ impl Proxy {
     fn refuse<'a>(
         &'a self,
         io: &'a mut Stream,
-        report: &'a ConnReport,
-        alert: Alert,
-        status: u16,
-        phrase: &'a str,
-        line: &'a str,
+        report: &'a mut ConnReport,
+        refusal: Refusal,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
-        Box::pin(self.refuse_now(io, report, alert, status, phrase, line))
-    }
-
-    async fn refuse_now(
-        &self,
-        io: &mut Stream,
-        report: &ConnReport,
-        alert: Alert,
-        status: u16,
-        phrase: &str,
-        line: &str,
-    ) {
-        let response = match report.protocol {
-            Protocol::Http => http_response(status, phrase, line),
-            Protocol::Tls => alert.record().to_vec(),
-            _ => match self.settings.protocol {
-                ListenerProtocol::Http => http_response(status, phrase, line),
-                _ => alert.record().to_vec(),
-            },
-        };
-        // Best effort, bounded: a client that does not read must not hold the task. After the
-        // FIN, read what the client still sends (briefly) so that closing with unread bytes
-        // does not turn into a RST that could destroy the alert before the client reads it.
-        let _ = tokio::time::timeout(Duration::from_secs(1), async {
-            io.write_all(&response).await?;
-            io.shutdown().await?;
-            // On the heap: this buffer would otherwise sit in every connection's task.
-            let mut sink = vec![0u8; 1024];
-            let mut budget: usize = 64 * 1024;
-            while budget > 0 {
-                match io.read(&mut sink).await? {
-                    0 => break,
-                    n => budget = budget.saturating_sub(n),
-                }
+        report.outcome = refusal.outcome;
+        Box::pin(async move {
+            if let Some(answer) = refusal.answer {
+                answer_and_close(io, &answer.bytes()).await;
             }
-            Ok::<(), std::io::Error>(())
         })
-        .await;
     }
+}
+
+/// Writes `response`, closes, and reads what the client still sends (briefly) so that
+/// closing with unread bytes does not turn into a RST that could destroy the answer before
+/// the client reads it. Best effort, bounded: a client that does not read must not hold the
+/// task.
+async fn answer_and_close(io: &mut Stream, response: &[u8]) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        io.write_all(response).await?;
+        io.shutdown().await?;
+        // On the heap: this buffer would otherwise sit in every connection's task.
+        let mut sink = vec![0u8; 1024];
+        let mut budget: usize = 64 * 1024;
+        while budget > 0 {
+            match io.read(&mut sink).await? {
+                0 => break,
+                n => budget = budget.saturating_sub(n),
+            }
+        }
+        Ok::<(), std::io::Error>(())
+    })
+    .await;
 }
 
 /// Reads a child gateway's PROXY v2 header into `buf` and removes it, leaving the client's
@@ -580,18 +578,6 @@ async fn read_proxy_header<R: AsyncRead + Unpin>(
     }
 }
 
-fn guess_protocol(listener: ListenerProtocol, buf: &[u8]) -> Protocol {
-    match listener {
-        ListenerProtocol::Tls => Protocol::Tls,
-        ListenerProtocol::Http => Protocol::Http,
-        ListenerProtocol::Auto => match buf.first() {
-            Some(22) => Protocol::Tls,
-            Some(b) if b.is_ascii_alphabetic() => Protocol::Http,
-            _ => Protocol::Unknown,
-        },
-    }
-}
-
 /// The Prometheus counters of one finished connection.
 fn record_metrics(r: &ConnReport) {
     let decision = if r.outcome.is_allowed() {
@@ -609,10 +595,22 @@ fn record_metrics(r: &ConnReport) {
         Outcome::SniffTimeout => {
             metrics::counter!("lnm_sniff_failures_total", "reason" => "timeout").increment(1)
         }
-        Outcome::ConnectFailed(_) => {
+        Outcome::ConnectFailed(_) | Outcome::ConnectTimeout { .. } => {
             metrics::counter!("lnm_upstream_connect_failures_total").increment(1)
         }
         _ => {}
+    }
+}
+
+/// A rule for the log line, `-` when there is none.
+struct OrDash<'a>(Option<&'a Rule>);
+
+impl fmt::Display for OrDash<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(rule) => rule.fmt(f),
+            None => f.write_str("-"),
+        }
     }
 }
 
@@ -620,19 +618,19 @@ fn record_metrics(r: &ConnReport) {
 fn log(r: &ConnReport) {
     let name = r.server_name.as_deref().unwrap_or("-");
     let route = r.route.map_or("-", Route::as_str);
-    let rule = r.rule.as_deref().unwrap_or("-");
+    let rule = OrDash(r.rule.as_deref());
     let ms = r.duration.as_secs_f64() * 1000.0;
     if r.outcome.is_allowed() {
         tracing::info!(
             client = %r.client, local = %r.local, hops = r.hops, protocol = %r.protocol, sni = name, port = r.port,
-            decision = "allow", reason = r.outcome.as_str(), route, rule,
+            decision = "allow", reason = r.outcome.as_str(), route, rule = %rule,
             bytes_up = r.bytes_up, bytes_down = r.bytes_down, duration_ms = %format_args!("{ms:.3}"),
             "{}", r.outcome
         );
     } else {
         tracing::info!(
             client = %r.client, local = %r.local, hops = r.hops, protocol = %r.protocol, sni = name, port = r.port,
-            decision = "deny", reason = r.outcome.as_str(), route, rule,
+            decision = "deny", reason = r.outcome.as_str(), route, rule = %rule,
             bytes_up = r.bytes_up, bytes_down = r.bytes_down, duration_ms = %format_args!("{ms:.3}"),
             "{}", r.outcome
         );
@@ -645,12 +643,11 @@ mod tests {
     /// that once sat in the refusal path doubled it). The bound leaves room, not a target.
     #[test]
     fn the_per_connection_future_stays_small() {
-        let proxy = super::Proxy::new(
+        let proxy = super::Proxy::builder(
             lnm_policy::Allowlist::default().into(),
-            lnm_core::hop::Internal::new(),
-            lnm_core::hop::Internal::new(),
             crate::ProxySettings::new(lnm_policy::config::ListenerProtocol::Tls, 443),
-        );
+        )
+        .build();
         let (pipe, _other) = tokio::io::duplex(64);
         let addr: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
         let serve = proxy.serve(lnm_core::Stream::Memory(pipe), addr, addr);

@@ -9,11 +9,58 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use lnm_core::Stream;
 use lnm_core::hop::MemoryListener;
+use lnm_policy::config::{Limits, defaults};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::Proxy;
+
+/// Where a listener's connections come from: the inbound half of lnm's pluggable transports.
+///
+/// A [`Gateway`](crate::Gateway) binds TCP by default; an application hands it another source
+/// per listener with [`GatewayBuilder::incoming`](crate::GatewayBuilder::incoming).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Incoming {
+    /// A TCP listener the application bound itself (socket activation, its own socket
+    /// options).
+    Tcp(TcpListener),
+    /// A listener of an in-process [`MemoryNetwork`](lnm_core::hop::MemoryNetwork).
+    Memory(MemoryListener),
+    /// Any other source: the application accepts connections its own way (a unix socket, a
+    /// VPN, a test harness) and sends them here. The listener ends when every sender is
+    /// dropped.
+    Channel(tokio::sync::mpsc::Receiver<Accepted>),
+}
+
+impl Incoming {
+    /// A channel source: the sender to hand connections in, and the source to give a listener.
+    pub fn channel(capacity: usize) -> (tokio::sync::mpsc::Sender<Accepted>, Incoming) {
+        let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
+        (tx, Incoming::Channel(rx))
+    }
+}
+
+/// One connection handed to a listener through [`Incoming::Channel`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Accepted {
+    /// The connection.
+    pub stream: Stream,
+    /// The client's address (what the source ranges and the logs see).
+    pub client: SocketAddr,
+}
+
+impl Accepted {
+    /// A connection from `client`.
+    pub fn new(stream: impl Into<Stream>, client: SocketAddr) -> Self {
+        Accepted {
+            stream: stream.into(),
+            client,
+        }
+    }
+}
 
 /// Concurrent connection limits of a listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,8 +74,17 @@ pub struct ConnLimits {
 impl Default for ConnLimits {
     fn default() -> Self {
         ConnLimits {
-            max_connections: 10_000,
-            max_per_source: 1_000,
+            max_connections: defaults::MAX_CONNECTIONS,
+            max_per_source: defaults::MAX_CONNECTIONS_PER_SOURCE,
+        }
+    }
+}
+
+impl From<&Limits> for ConnLimits {
+    fn from(limits: &Limits) -> Self {
+        ConnLimits {
+            max_connections: limits.max_connections,
+            max_per_source: limits.max_connections_per_source,
         }
     }
 }
@@ -148,6 +204,26 @@ impl ProxyServer {
                 // Per-connection errors (the client reset before accept): just go on.
                 Err(e) => tracing::debug!(error = %e, "accept failed"),
             }
+        }
+    }
+
+    /// Serves the connections of `incoming` until [`shutdown`](Self::shutdown) (or until the
+    /// source ends); `local` is the address reported for connections that do not come from a
+    /// TCP listener.
+    pub async fn serve_incoming(&self, incoming: Incoming, local: SocketAddr) {
+        match incoming {
+            Incoming::Tcp(listener) => self.serve(listener).await,
+            Incoming::Memory(listener) => self.serve_memory(listener, local).await,
+            Incoming::Channel(mut connections) => loop {
+                let accepted = tokio::select! {
+                    () = self.stop_accepting.cancelled() => return,
+                    accepted = connections.recv() => accepted,
+                };
+                let Some(Accepted { stream, client }) = accepted else {
+                    return;
+                };
+                self.spawn(stream, client, local);
+            },
         }
     }
 

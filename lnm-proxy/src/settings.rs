@@ -4,9 +4,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use lnm_policy::config::{Config, ListenerConfig, ListenerProtocol};
-
-use crate::sniff::{DEFAULT_MAX_CLIENT_HELLO, MAX_HTTP_HEAD};
+use lnm_policy::config::{Config, ListenerConfig, ListenerProtocol, defaults};
 
 /// How one proxy listener behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,37 +36,40 @@ pub struct ProxySettings {
 }
 
 impl ProxySettings {
-    /// Settings for a listener forwarding to `destination_port`, with the default timeouts and
-    /// caps (sniff 10 s, connect 5 s, idle 1 h, ClientHello 64 KiB, HTTP head 16 KiB).
+    /// Settings for a listener forwarding to `destination_port`, with the defaults of
+    /// [`lnm_policy::config::defaults`] (sniff 10 s, connect 5 s, idle 1 h, ClientHello 64 KiB,
+    /// HTTP head 16 KiB, 8 hops, zero-copy relay on).
     pub fn new(protocol: ListenerProtocol, destination_port: u16) -> Self {
         ProxySettings {
             level: 0,
             protocol,
             destination_port,
-            sniff_timeout: Duration::from_secs(10),
-            connect_timeout: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(3600),
-            max_client_hello: DEFAULT_MAX_CLIENT_HELLO,
-            max_http_head: MAX_HTTP_HEAD,
+            sniff_timeout: defaults::SNIFF_TIMEOUT,
+            connect_timeout: defaults::CONNECT_TIMEOUT,
+            idle_timeout: defaults::IDLE_TIMEOUT,
+            max_client_hello: defaults::MAX_CLIENT_HELLO,
+            max_http_head: defaults::MAX_HTTP_HEAD,
             proxy_protocol_from: Vec::new(),
-            max_hops: 8,
-            zero_copy: true,
+            max_hops: defaults::MAX_HOPS,
+            zero_copy: defaults::ZERO_COPY,
         }
     }
 
     /// The settings of `listener` in `config`.
     pub fn from_config(config: &Config, listener: &ListenerConfig) -> Self {
         ProxySettings {
-            level: config
-                .level
-                .unwrap_or(if config.is_top_level() { 4 } else { 0 }),
+            level: config.level.unwrap_or(if config.is_top_level() {
+                defaults::TOP_LEVEL
+            } else {
+                0
+            }),
             protocol: listener.protocol,
             destination_port: listener.destination_port(),
             sniff_timeout: config.timeouts.sniff,
             connect_timeout: config.timeouts.connect,
             idle_timeout: config.timeouts.idle,
             max_client_hello: config.limits.max_client_hello,
-            max_http_head: MAX_HTTP_HEAD,
+            max_http_head: defaults::MAX_HTTP_HEAD,
             proxy_protocol_from: if config.proxy_protocol.accept {
                 config.proxy_protocol.accept_from.clone()
             } else {

@@ -29,6 +29,9 @@ pub use parent::Parent;
 pub use service::{HopRequest, HopService, TowerHop};
 pub use stream::{Io, Stream};
 
+/// A hop shared by every listener (and every connection) of a gateway.
+pub type SharedHop = Arc<dyn Hop>;
+
 /// Opens a byte stream toward a [`Target`] for one proxied connection.
 ///
 /// A hop is the only thing that differs between a top-level gateway (which dials the real

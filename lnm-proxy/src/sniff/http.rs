@@ -4,7 +4,7 @@
 use super::{Sniff, SniffError};
 
 /// The cap on an HTTP request head (request line and headers).
-pub const MAX_HTTP_HEAD: usize = 16 * 1024;
+pub const MAX_HTTP_HEAD: usize = lnm_policy::config::defaults::MAX_HTTP_HEAD;
 /// The most header lines a request head may have.
 const MAX_HEADERS: usize = 128;
 

@@ -11,7 +11,7 @@ use tls_parser::{TlsExtension, parse_tls_extension_alpn_content, parse_tls_exten
 use super::{Sniff, SniffError};
 
 /// The default cap on a ClientHello (all records, headers included).
-pub const DEFAULT_MAX_CLIENT_HELLO: usize = 64 * 1024;
+pub const DEFAULT_MAX_CLIENT_HELLO: usize = lnm_policy::config::defaults::MAX_CLIENT_HELLO;
 
 const CONTENT_HANDSHAKE: u8 = 22;
 const HANDSHAKE_CLIENT_HELLO: u8 = 1;
