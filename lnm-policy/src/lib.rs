@@ -62,6 +62,9 @@ mod pattern;
 mod service;
 
 pub use allowlist::{Allowlist, AllowlistBuilder, Rule, RuleOrigin};
+/// The tower crate this crate's services and layers are written for (its signatures expose
+/// `tower::Service` and `tower::Layer`): use it to write your own layers at the same version.
+pub use tower;
 pub use arc::ARC_DOMAINS;
 pub use config::{Config, LoadedConfig};
 pub use decision::{Allowed, Decision, Reason, Request, Route};

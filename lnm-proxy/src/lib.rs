@@ -55,6 +55,9 @@ mod settings;
 pub mod sim;
 pub mod sniff;
 
+/// The tower crate this crate's services and layers are written for (its signatures expose
+/// `tower::Service` and `tower::Layer`): use it to write your own layers at the same version.
+pub use tower;
 pub use deny::Alert;
 #[cfg(feature = "dns")]
 pub use gateway::GatewayResolver;

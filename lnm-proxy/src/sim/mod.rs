@@ -4,8 +4,13 @@
 //! one gateway per level — proxy, DNS rewrite server, and optional internal (east-west)
 //! services — and hands back each level's addresses and a [`Client`] that behaves like a host
 //! of that level: it resolves through its level's DNS and connects through its level's proxy.
-//! Everything runs on loopback sockets ([`Network::Loopback`], real [`Gateway`](crate::Gateway)s
-//! built from generated configuration) or fully in-process ([`Network::InMemory`]).
+//! Everything runs on loopback sockets ([`Network::Loopback`]) or fully in-process
+//! ([`Network::InMemory`]: the listeners' connections and the hops go through a
+//! [`MemoryNetwork`](lnm_core::hop::MemoryNetwork), DNS is asked in process). Either way each
+//! level is a real [`Gateway`](crate::Gateway), built from a typed configuration by the same
+//! [`GatewayBuilder`](crate::GatewayBuilder) code as a production level — so an application's
+//! own gateway (its hops, policy layer, observers: [`LevelSpec::gateway`]) can be one level of
+//! the topology.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -23,6 +28,42 @@
 //! let body = host.https_get("management.azure.com", "/health").await?;
 //! assert_eq!(body, "origin sni=management.azure.com path=/health");
 //! assert!(host.https_get("acct.blob.core.windows.net", "/").await.is_err(), "not allowed at level 3");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! An application's gateway as level 3 — here with a policy layer that closes one name:
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), lnm_proxy::sim::SimError> {
+//! use lnm_policy::{Decision, Reason};
+//! use lnm_proxy::sim::{LevelSpec, Network, Topology};
+//!
+//! let closed = tower::layer::layer_fn(|policy| {
+//!     tower::ServiceBuilder::new()
+//!         .map_response(|d: Decision| match d {
+//!             Decision::Allow(a) if a.rule.pattern.to_string() == "closed.example.com" => {
+//!                 Decision::Deny(Reason::Policy("closed"))
+//!             }
+//!             other => other,
+//!         })
+//!         .service(policy)
+//! });
+//! let topology = Topology::builder()
+//!     .cloud(&["*.example.com"])
+//!     .level(LevelSpec::new(4).allow("*.example.com"))
+//!     .level(
+//!         LevelSpec::new(3)
+//!             .allow("open.example.com")
+//!             .allow("closed.example.com")
+//!             .gateway(move |gateway| gateway.policy_layer(closed.clone())),
+//!     )
+//!     .network(Network::InMemory)
+//!     .start()
+//!     .await?;
+//! let host = topology.client(3)?;
+//! assert!(host.https_get("open.example.com", "/").await.is_ok());
+//! assert!(host.https_get("closed.example.com", "/").await.is_err());
 //! # Ok(())
 //! # }
 //! ```

@@ -11,8 +11,10 @@ use bytes::Bytes;
 use domain::base::{Message, MessageBuilder, Name as DnsName, Rtype};
 use lnm_core::hop::{Memory, MemoryNetwork};
 use lnm_dns::{DnsRequest, Query, Refuser, RewriteConfig, RewriteResolver, Transport};
-use lnm_policy::config::{Config, ListenerProtocol};
-use lnm_policy::{Allowlist, AllowlistHandle};
+use lnm_policy::Allowlist;
+use lnm_policy::config::{
+    Config, DnsConfig, DomainEntry, ListenerConfig, ListenerProtocol, ResolverConfig,
+};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, UdpSocket};
@@ -20,7 +22,7 @@ use tower::ServiceExt;
 
 use super::origin::{tls_origin, tls_origin_in_memory};
 use super::{SimError, TestPki};
-use crate::{ConnLimits, ConnReport, Gateway, Observer, Proxy, ProxyServer, ProxySettings};
+use crate::{ConnReport, Gateway, GatewayBuilder, Incoming, Observer};
 
 /// Where the simulated levels run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -35,13 +37,40 @@ pub enum Network {
     InMemory,
 }
 
+/// Adjusts the [`GatewayBuilder`] of a simulated level: the application's own hops, policy
+/// layer, observers.
+type Customize = Arc<dyn Fn(GatewayBuilder) -> GatewayBuilder + Send + Sync>;
+
+/// Adjusts the configuration of a simulated level before its gateway is built.
+type Configure = Arc<dyn Fn(Config) -> Config + Send + Sync>;
+
 /// One level of the topology.
-#[derive(Debug, Clone)]
+///
+/// Each level runs a real [`Gateway`], built from a typed [`Config`] that the simulator writes
+/// (parent, allowlist, listeners, DNS) by the same code as a production level — and the
+/// application can change both the configuration ([`configure`](Self::configure)) and the
+/// builder ([`gateway`](Self::gateway)): its own gateway is then one level of the topology.
+#[derive(Clone)]
 pub struct LevelSpec {
     level: u8,
     allow: Vec<String>,
     services: Vec<String>,
     sources: Vec<String>,
+    configure: Option<Configure>,
+    customize: Option<Customize>,
+}
+
+impl std::fmt::Debug for LevelSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LevelSpec")
+            .field("level", &self.level)
+            .field("allow", &self.allow)
+            .field("services", &self.services)
+            .field("sources", &self.sources)
+            .field("configured", &self.configure.is_some())
+            .field("customized", &self.customize.is_some())
+            .finish()
+    }
 }
 
 impl LevelSpec {
@@ -52,6 +81,8 @@ impl LevelSpec {
             allow: Vec::new(),
             services: Vec::new(),
             sources: Vec::new(),
+            configure: None,
+            customize: None,
         }
     }
 
@@ -72,6 +103,72 @@ impl LevelSpec {
     pub fn source_range(mut self, cidr: &str) -> Self {
         self.sources.push(cidr.to_owned());
         self
+    }
+
+    /// Changes the configuration the simulator wrote for this level (timeouts, limits, PROXY
+    /// protocol, more allowlist entries...). The addresses it chose (listeners, DNS, parent)
+    /// are what the topology's clients use: keep them.
+    pub fn configure(mut self, configure: impl Fn(Config) -> Config + Send + Sync + 'static) -> Self {
+        self.configure = Some(Arc::new(configure));
+        self
+    }
+
+    /// Builds this level's gateway through `customize`: the application's own hops
+    /// ([`GatewayBuilder::wrap_hops`], [`GatewayBuilder::external_hop`]), policy layer and
+    /// observers. It runs after the simulator set its own parts (in memory: the hops and
+    /// connection sources of the in-process network), so a wrapper wraps those.
+    pub fn gateway(
+        mut self,
+        customize: impl Fn(GatewayBuilder) -> GatewayBuilder + Send + Sync + 'static,
+    ) -> Self {
+        self.customize = Some(Arc::new(customize));
+        self
+    }
+
+    /// The configuration every level starts from: level, allowlist, source ranges.
+    fn base_config(&self, services: &[(String, u16)]) -> Result<Config, SimError> {
+        let mut config = Config::level(self.level);
+        for pattern in &self.allow {
+            let entry =
+                DomainEntry::external(pattern).map_err(|e| SimError::Config(e.to_string()))?;
+            config = config.allow(entry);
+        }
+        for (name, port) in services {
+            let entry =
+                DomainEntry::internal(name, *port).map_err(|e| SimError::Config(e.to_string()))?;
+            config = config.allow(entry);
+        }
+        for cidr in &self.sources {
+            let net = match cidr.parse::<ipnet::IpNet>() {
+                Ok(net) => net,
+                Err(_) => cidr
+                    .parse::<IpAddr>()
+                    .map(ipnet::IpNet::from)
+                    .map_err(|e| SimError::Config(format!("{cidr}: {e}")))?,
+            };
+            config = config.with_source_range(net);
+        }
+        Ok(config)
+    }
+
+    /// Applies the application's configuration change and builds the gateway.
+    async fn start(
+        &self,
+        config: Config,
+        simulator: impl FnOnce(GatewayBuilder) -> GatewayBuilder,
+    ) -> Result<Gateway, SimError> {
+        let config = match &self.configure {
+            Some(configure) => configure(config),
+            None => config,
+        };
+        let mut builder = simulator(Gateway::builder(config));
+        if let Some(customize) = &self.customize {
+            builder = customize(builder);
+        }
+        builder
+            .start()
+            .await
+            .map_err(|e| SimError::Bind(format!("level {}", self.level), e))
     }
 }
 
@@ -124,7 +221,7 @@ impl TopologyBuilder {
         let reports: Arc<Mutex<Vec<(u8, ConnReport)>>> = Arc::default();
         match self.network {
             Network::Loopback => start_loopback(self, pki, reports).await,
-            Network::InMemory => start_in_memory(self, pki, reports),
+            Network::InMemory => start_in_memory(self, pki, reports).await,
         }
     }
 }
@@ -176,37 +273,52 @@ async fn start_loopback(
     let mut parent: Option<SocketAddr> = None;
     for spec_level in &spec.levels {
         let n = spec_level.level;
+        let ip = level_ip(n, 1);
         let mut services = Vec::new();
         for name in &spec_level.services {
             let addr = tls_origin(&pki, SocketAddr::new(level_ip(n, 20), 0), "internal").await?;
             services.push((name.clone(), addr));
         }
-        let yaml = level_yaml(spec_level, parent, origin.port(), &services, cloud_dns_addr);
-        let config = Config::parse(&yaml, &format!("simulated level {n}"))
-            .map_err(|e| SimError::Config(e.to_string()))?
-            .config;
-        let gateway = Gateway::builder(&config)
-            .observer(observer(n, &reports))
-            .start()
-            .await
-            .map_err(|e| SimError::Bind(format!("level {n}"), e))?;
-        let addrs = gateway.addrs();
-        let mut proxies = HashMap::new();
-        proxies.insert(origin.port(), addrs[0]);
-        for ((_, service), addr) in services.iter().zip(&addrs[1..]) {
-            proxies.insert(service.port(), *addr);
+        let ports: Vec<(String, u16)> = services.iter().map(|(n, a)| (n.clone(), a.port())).collect();
+        let mut config = spec_level.base_config(&ports)?;
+        let mut resolver = ResolverConfig::default();
+        match parent {
+            Some(parent) => config = config.with_parent(parent.ip()).with_parent_port(parent.port()),
+            // The simulated cloud lives on loopback: turn the confused-deputy guard off here.
+            None => {
+                resolver = resolver
+                    .with_upstream_servers(vec![cloud_dns_addr])
+                    .with_refused_ranges(Vec::new())
+            }
         }
-        parent = Some(addrs[0]);
-        let dns = gateway.dns_addr();
+        for (name, addr) in &services {
+            let name = name.parse().map_err(|e| SimError::Config(format!("{name}: {e}")))?;
+            resolver = resolver.with_host(name, addr.ip());
+        }
+        config = config.with_resolver(resolver).with_listener(
+            ListenerConfig::new(SocketAddr::new(ip, 0), ListenerProtocol::Tls)
+                .with_destination_port(origin.port()),
+        );
+        for (_, addr) in &services {
+            config = config.with_listener(
+                ListenerConfig::new(SocketAddr::new(ip, 0), ListenerProtocol::Auto)
+                    .with_destination_port(addr.port()),
+            );
+        }
+        let ipv4 = Ipv4Addr::new(127, 0, n, 1);
+        config = config.with_dns(DnsConfig::new(SocketAddr::new(ip, 0), vec![ipv4]));
+        let observer = observer(n, &reports);
+        let gateway = spec_level
+            .start(config, |builder| builder.observer(observer))
+            .await?;
+        let proxies = gateway.addrs_by_port();
+        parent = proxies.get(&origin.port()).copied();
         levels.push(LevelHandle {
             level: n,
-            gateway_ip: level_ip(n, 1),
+            gateway_ip: ip,
             proxies,
-            dns,
             services: services.into_iter().collect(),
-            resolver: None,
-            running: Some(gateway),
-            server: Vec::new(),
+            gateway,
         });
     }
     Ok(Topology {
@@ -219,67 +331,7 @@ async fn start_loopback(
     })
 }
 
-fn level_yaml(
-    spec: &LevelSpec,
-    parent: Option<SocketAddr>,
-    tls_port: u16,
-    services: &[(String, SocketAddr)],
-    cloud_dns: SocketAddr,
-) -> String {
-    let ip = level_ip(spec.level, 1);
-    let mut y = format!("level: {}\nlogLevel: info\n", spec.level);
-    let mut resolver = String::new();
-    match parent {
-        Some(parent) => {
-            y += &format!(
-                "parentIpAddr: {}\nparentPort: {}\n",
-                parent.ip(),
-                parent.port()
-            )
-        }
-        // The simulated cloud lives on loopback: turn the confused-deputy guard off here.
-        None => resolver += &format!("  upstream: [\"{cloud_dns}\"]\n  refusedRanges: []\n"),
-    }
-    if !services.is_empty() {
-        resolver += "  hosts:\n";
-        for (name, addr) in services {
-            resolver += &format!("    {name}: {}\n", addr.ip());
-        }
-    }
-    if !resolver.is_empty() {
-        y += &format!("resolver:\n{resolver}");
-    }
-    y += "allowList:\n  domains:\n";
-    for pattern in &spec.allow {
-        y += &format!("    - {{destinationUrl: \"{pattern}\", destinationType: external}}\n");
-    }
-    for (name, addr) in services {
-        y += &format!(
-            "    - {{destinationUrl: \"{name}:{}\", destinationType: internal}}\n",
-            addr.port()
-        );
-    }
-    if !spec.sources.is_empty() {
-        y += "  sourceIpRange:\n";
-        for cidr in &spec.sources {
-            let (prefix, len) = cidr.split_once('/').unwrap_or((cidr, "32"));
-            y += &format!("    - {{addressPrefix: \"{prefix}\", prefixLen: {len}}}\n");
-        }
-    }
-    y += &format!(
-        "listeners:\n  - {{bind: \"{ip}:0\", protocol: tls, destinationPort: {tls_port}}}\n"
-    );
-    for (_, addr) in services {
-        y += &format!(
-            "  - {{bind: \"{ip}:0\", protocol: auto, destinationPort: {}}}\n",
-            addr.port()
-        );
-    }
-    y += &format!("dns: {{bind: \"{ip}:0\", answerIpv4: [{ip}]}}\n");
-    y
-}
-
-fn start_in_memory(
+async fn start_in_memory(
     spec: TopologyBuilder,
     pki: TestPki,
     reports: Arc<Mutex<Vec<(u8, ConnReport)>>>,
@@ -288,82 +340,66 @@ fn start_in_memory(
     let net = MemoryNetwork::new();
     tls_origin_in_memory(&pki, &net, "cloud:443", "origin")?;
     let mut levels = Vec::new();
-    let mut parent: Option<String> = None;
+    let mut parent: Option<(String, IpAddr)> = None;
     for spec_level in &spec.levels {
         let n = spec_level.level;
-        let gateway = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, n, 0, 1)), TLS_PORT);
-        let mut builder = Allowlist::builder();
-        for pattern in &spec_level.allow {
-            builder = builder
-                .external(pattern)
-                .map_err(|e| SimError::Config(e.to_string()))?;
-        }
-        let mut services = HashMap::new();
+        let ipv4 = Ipv4Addr::new(10, n, 0, 1);
+        let ip = IpAddr::V4(ipv4);
+        let mut services = Vec::new();
         for (i, name) in spec_level.services.iter().enumerate() {
             let port = 8883 + i as u16;
             tls_origin_in_memory(&pki, &net, &format!("{name}:{port}"), "internal")?;
-            builder = builder
-                .internal(name, port)
-                .map_err(|e| SimError::Config(e.to_string()))?;
-            services.insert(name.clone(), SocketAddr::new(gateway.ip(), port));
+            services.push((name.clone(), port));
         }
-        for cidr in &spec_level.sources {
-            let net = cidr
-                .parse()
-                .map_err(|e| SimError::Config(format!("{cidr}: {e}")))?;
-            builder = builder.source_range(net);
+        let mut config = spec_level.base_config(&services)?;
+        if let Some((_, parent_ip)) = &parent {
+            // Informational here: the external hop is the in-process network's.
+            config = config.with_parent(*parent_ip);
         }
-        let allowlist: AllowlistHandle = builder.build().into();
-        let external = match &parent {
-            Some(parent) => Memory::to(&net, parent.clone()).from_addr(gateway),
-            None => Memory::to(&net, "cloud:443").from_addr(gateway),
-        };
-        let internal = Memory::by_target(&net).from_addr(gateway);
-        let mut proxies = HashMap::new();
-        let mut servers = Vec::new();
-        let ports: Vec<(u16, ListenerProtocol)> =
-            std::iter::once((TLS_PORT, ListenerProtocol::Tls))
-                .chain(
-                    services
-                        .values()
-                        .map(|a| (a.port(), ListenerProtocol::Auto)),
-                )
-                .collect();
-        for (port, protocol) in ports {
-            let settings = ProxySettings::new(protocol, port).level(n);
-            let proxy = Proxy::new(
-                allowlist.clone(),
-                external.clone(),
-                internal.clone(),
-                settings,
-            )
-            .with_observer(observer(n, &reports));
-            let server = ProxyServer::new(proxy, ConnLimits::default());
+        let ports: Vec<(u16, ListenerProtocol)> = std::iter::once((TLS_PORT, ListenerProtocol::Tls))
+            .chain(services.iter().map(|(_, port)| (*port, ListenerProtocol::Auto)))
+            .collect();
+        let mut incoming = Vec::new();
+        for (port, protocol) in &ports {
+            let bind = SocketAddr::new(ip, *port);
+            config = config.with_listener(ListenerConfig::new(bind, *protocol));
             let name = format!("l{n}:{port}");
             let listener = net
                 .bind(name.clone())
                 .map_err(|e| SimError::Bind(name, std::io::Error::other(e.to_string())))?;
-            let serving = server.clone();
-            let local = SocketAddr::new(gateway.ip(), port);
-            tokio::spawn(async move { serving.serve_memory(listener, local).await });
-            proxies.insert(port, local);
-            servers.push(server);
+            incoming.push((bind, Incoming::Memory(listener)));
         }
-        let resolver = RewriteResolver::new(
-            allowlist,
-            RewriteConfig::new(vec![Ipv4Addr::new(10, n, 0, 1)], vec![]),
-            Refuser,
-        );
-        parent = Some(format!("l{n}:{TLS_PORT}"));
+        config = config.with_dns(DnsConfig::new(SocketAddr::new(ip, 53), vec![ipv4]));
+        let upward = match &parent {
+            Some((parent, _)) => parent.clone(),
+            None => "cloud:443".to_owned(),
+        };
+        let from = SocketAddr::new(ip, TLS_PORT);
+        let external = Memory::to(&net, upward).from_addr(from);
+        let internal = Memory::by_target(&net).from_addr(from);
+        let observer = observer(n, &reports);
+        let gateway = spec_level
+            .start(config, move |mut builder| {
+                for (bind, source) in incoming {
+                    builder = builder.incoming(bind, source);
+                }
+                builder
+                    .external_hop(external)
+                    .internal_hop(internal)
+                    .dns_in_process()
+                    .observer(observer)
+            })
+            .await?;
+        parent = Some((format!("l{n}:{TLS_PORT}"), ip));
         levels.push(LevelHandle {
             level: n,
-            gateway_ip: gateway.ip(),
-            proxies,
-            dns: None,
-            services,
-            resolver: Some(resolver),
-            running: None,
-            server: servers,
+            gateway_ip: ip,
+            proxies: gateway.addrs_by_port(),
+            services: services
+                .into_iter()
+                .map(|(name, port)| (name, SocketAddr::new(ip, port)))
+                .collect(),
+            gateway,
         });
     }
     Ok(Topology {
@@ -382,11 +418,8 @@ pub struct LevelHandle {
     gateway_ip: IpAddr,
     /// destination port → proxy listener address.
     proxies: HashMap<u16, SocketAddr>,
-    dns: Option<SocketAddr>,
     services: HashMap<String, SocketAddr>,
-    resolver: Option<RewriteResolver<Refuser>>,
-    running: Option<Gateway>,
-    server: Vec<ProxyServer>,
+    gateway: Gateway,
 }
 
 impl std::fmt::Debug for LevelHandle {
@@ -394,7 +427,7 @@ impl std::fmt::Debug for LevelHandle {
         f.debug_struct("LevelHandle")
             .field("level", &self.level)
             .field("proxies", &self.proxies)
-            .field("dns", &self.dns)
+            .field("gateway", &self.gateway)
             .finish_non_exhaustive()
     }
 }
@@ -417,7 +450,17 @@ impl LevelHandle {
 
     /// The DNS server's address (loopback only).
     pub fn dns(&self) -> Option<SocketAddr> {
-        self.dns
+        self.gateway.dns_addr()
+    }
+
+    /// The level's gateway (its allowlist, reload, addresses).
+    pub fn gateway(&self) -> &Gateway {
+        &self.gateway
+    }
+
+    /// The level's gateway, to [`reload`](Gateway::reload) it.
+    pub fn gateway_mut(&mut self) -> &mut Gateway {
+        &mut self.gateway
     }
 
     /// The port of the internal service `name` on this level.
@@ -506,15 +549,15 @@ impl Topology {
         self.take_reports()
     }
 
+    /// The level numbered `level`, to reload its gateway.
+    pub fn level_mut(&mut self, level: u8) -> Option<&mut LevelHandle> {
+        self.levels.iter_mut().find(|l| l.level == level)
+    }
+
     /// Stops every level (draining open connections).
     pub async fn shutdown(self) {
         for level in self.levels {
-            if let Some(gateway) = level.running {
-                gateway.shutdown().await;
-            }
-            for server in level.server {
-                server.drain(Duration::from_secs(1)).await;
-            }
+            level.gateway.shutdown().await;
         }
     }
 }
@@ -553,8 +596,8 @@ impl Client<'_> {
             .push((qname, Rtype::A))
             .map_err(|e| SimError::Dns(e.to_string()))?;
         let query = question.finish();
-        let answer: Vec<u8> = match (&self.level.resolver, self.level.dns) {
-            (Some(resolver), _) => {
+        let answer: Vec<u8> = match (self.level.gateway.dns_resolver(), self.level.dns()) {
+            (Some(resolver), None) => {
                 let query = Query::parse(Bytes::from(query))
                     .map_err(|_| SimError::Dns("unparsable query".into()))?;
                 let request = DnsRequest {
@@ -569,7 +612,7 @@ impl Client<'_> {
                     .map_err(|e| match e {})?;
                 response.as_bytes().to_vec()
             }
-            (None, Some(server)) => {
+            (_, Some(server)) => {
                 let socket = UdpSocket::bind(SocketAddr::new(self.source().ip(), 0))
                     .await
                     .map_err(|e| SimError::Io(e.to_string()))?;
