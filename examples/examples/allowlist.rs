@@ -71,7 +71,7 @@ fn main() -> ExitCode {
             Decision::Allow(a) => println!(
                 "  allow  {name}:{port} -> {} via {}",
                 a.route,
-                allowlist.rule(a.rule)
+                &a.rule
             ),
             Decision::Deny(reason) => println!("  deny   {name}:{port} ({reason})"),
         }

@@ -241,7 +241,9 @@ pub fn admit_arrival(
 }
 
 /// After the sniff: the policy's `decision` on the sniffed hello (or the error of the policy
-/// service) becomes a connection to open or a refusal.
+/// service) becomes a connection to open or a refusal. A [`Denied`](lnm_core::Denied) error
+/// (what a tower filter layer over the policy fails with) is a denial with its reason; any
+/// other error refuses the connection as [`Outcome::PolicyFailed`].
 pub fn admit(
     arrival: &Arrival,
     sniffed: &Sniffed,
@@ -254,7 +256,12 @@ pub fn admit(
     let allowed = match decision {
         Ok(Decision::Allow(allowed)) => allowed,
         Ok(Decision::Deny(reason)) => return Err(refuse(Outcome::Denied(reason))),
-        Err(e) => return Err(refuse(Outcome::PolicyFailed(e.to_string()))),
+        // A layer that denies by failing with `Denied` (as tower filters and `Enforce` do)
+        // denied; any other error is a policy that could not decide.
+        Err(e) => match e.downcast_ref::<lnm_core::Denied>() {
+            Some(denied) => return Err(refuse(Outcome::Denied(denied.reason))),
+            None => return Err(refuse(Outcome::PolicyFailed(e.to_string()))),
+        },
     };
     // An allowed name is a valid name; a policy layer that allows without a valid name is
     // answered as the allowlist would answer it.

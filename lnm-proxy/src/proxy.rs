@@ -289,6 +289,12 @@ impl Proxy {
         }
     }
 
+    /// The same proxy, calling `observer` with the report of every finished connection.
+    pub fn with_observer(mut self, observer: Observer) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
     /// The settings.
     pub fn settings(&self) -> &ProxySettings {
         &self.settings

@@ -131,7 +131,7 @@ pub async fn level(
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = ProxyServer::new(
-        Proxy::new(allowlist, external, internal, settings),
+        Proxy::builder(allowlist, settings).external(external).internal(internal).build(),
         ConnLimits::default(),
     );
     let serving = server.clone();

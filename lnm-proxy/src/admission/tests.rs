@@ -164,6 +164,11 @@ fn a_failing_policy_refuses_with_internal_error_and_500() {
     );
     let answer = refusal.answer.unwrap();
     assert_eq!((answer.alert, answer.status), (Alert::InternalError, 500));
+    // A filter layer that fails with `Denied` denied.
+    let err: BoxError = Box::new(Denied::new(Reason::Policy("maintenance")));
+    let refusal = admit(&arrival, &sniffed, Err(err), &settings()).unwrap_err();
+    assert_eq!(refusal.outcome, Outcome::Denied(Reason::Policy("maintenance")));
+    assert_eq!(refusal.answer.unwrap().status, 403);
 }
 
 #[test]

@@ -74,6 +74,8 @@ mod topology;
 
 pub use origin::{read_request_head, tls_origin, tls_origin_in_memory};
 pub use pki::TestPki;
+/// The TLS crates [`TestPki`] hands out configurations of, at the versions lnm uses.
+pub use {rustls, tokio_rustls};
 pub use topology::{Client, LevelHandle, LevelSpec, Network, Topology, TopologyBuilder};
 
 /// Why a simulation step failed.

@@ -29,6 +29,16 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 impl TestPki {
+    /// A TLS connector trusting the CA: `pki.connector().connect(server_name, tcp)`.
+    pub fn connector(&self) -> tokio_rustls::TlsConnector {
+        tokio_rustls::TlsConnector::from(self.client.clone())
+    }
+
+    /// A TLS acceptor presenting the certificate.
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        tokio_rustls::TlsAcceptor::from(self.server.clone())
+    }
+
     /// A CA and a certificate for `names`.
     pub fn new(names: &[&str]) -> Result<TestPki, SimError> {
         let pki = |e: rcgen::Error| SimError::Pki(e.to_string());
