@@ -68,11 +68,7 @@ fn main() -> ExitCode {
             _ => (arg, 443),
         };
         match allowlist.check(&Request::for_name(name, client, port)) {
-            Decision::Allow(a) => println!(
-                "  allow  {name}:{port} -> {} via {}",
-                a.route,
-                &a.rule
-            ),
+            Decision::Allow(a) => println!("  allow  {name}:{port} -> {} via {}", a.route, &a.rule),
             Decision::Deny(reason) => println!("  deny   {name}:{port} ({reason})"),
         }
     }

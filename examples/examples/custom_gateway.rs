@@ -66,7 +66,10 @@ fn level(origin: SocketAddr, extra: Option<&str>) -> Config {
             ListenerConfig::new(SocketAddr::new(lo, 0), ListenerProtocol::Tls)
                 .with_destination_port(origin.port()),
         )
-        .with_dns(DnsConfig::new(SocketAddr::new(lo, 0), vec![Ipv4Addr::LOCALHOST]))
+        .with_dns(DnsConfig::new(
+            SocketAddr::new(lo, 0),
+            vec![Ipv4Addr::LOCALHOST],
+        ))
         .with_admin(AdminConfig::new(SocketAddr::new(lo, 0)));
     let mut resolver = ResolverConfig::default();
     for name in ["www.example.com", "billing.example.com", "new.example.org"] {
@@ -118,8 +121,7 @@ async fn main() -> ExitCode {
         Ok(pki) => pki,
         Err(e) => return fail(&format!("test PKI: {e}")),
     };
-    let origin = match tls_origin(&pki, "127.0.0.1:0".parse().expect("an address"), "cloud").await
-    {
+    let origin = match tls_origin(&pki, "127.0.0.1:0".parse().expect("an address"), "cloud").await {
         Ok(addr) => addr,
         Err(e) => return fail(&format!("origin: {e}")),
     };

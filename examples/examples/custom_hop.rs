@@ -123,7 +123,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .external("management.azure.com")?
         .build();
     let settings = ProxySettings::new(ListenerProtocol::Tls, origin.port()).level(4);
-    let proxy = Proxy::builder(allowlist.into(), settings).external(ConnectHop { proxy: egress }).internal(lnm_core::hop::Internal::new()).build();
+    let proxy = Proxy::builder(allowlist.into(), settings)
+        .external(ConnectHop { proxy: egress })
+        .internal(lnm_core::hop::Internal::new())
+        .build();
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let lnm = listener.local_addr()?;
     let server = ProxyServer::new(proxy, ConnLimits::default());

@@ -62,9 +62,6 @@ mod pattern;
 mod service;
 
 pub use allowlist::{Allowlist, AllowlistBuilder, Rule, RuleOrigin};
-/// The tower crate this crate's services and layers are written for (its signatures expose
-/// `tower::Service` and `tower::Layer`): use it to write your own layers at the same version.
-pub use tower;
 pub use arc::ARC_DOMAINS;
 pub use config::{Config, LoadedConfig};
 pub use decision::{Allowed, Decision, Reason, Request, Route};
@@ -74,3 +71,6 @@ pub use pattern::Pattern;
 pub use service::{
     BoxPolicy, DecisionFuture, Denied, Enforce, EnforceLayer, Permitted, Policy, PolicyRequest,
 };
+/// The tower crate this crate's services and layers are written for (its signatures expose
+/// `tower::Service` and `tower::Layer`): use it to write your own layers at the same version.
+pub use tower;

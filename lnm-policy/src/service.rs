@@ -341,7 +341,10 @@ mod tests {
             .decide(Request::for_name("a.example.com", src, 443))
             .await
             .unwrap();
-        assert_eq!(d.allowed().unwrap().rule.to_string(), "*.example.com (external)");
+        assert_eq!(
+            d.allowed().unwrap().rule.to_string(),
+            "*.example.com (external)"
+        );
     }
 
     #[test]
@@ -355,7 +358,10 @@ mod tests {
         );
         let request = pair.policy_request();
         assert_eq!(request.server_name, Some(&b"a.example.com"[..]));
-        assert_eq!(request.source, "10.2.0.9".parse::<std::net::IpAddr>().unwrap());
+        assert_eq!(
+            request.source,
+            "10.2.0.9".parse::<std::net::IpAddr>().unwrap()
+        );
         assert_eq!(request.port, 8443);
     }
 
@@ -383,6 +389,9 @@ mod tests {
             )
             .await
             .unwrap_err();
-        assert!(matches!(err, lnm_core::Error::UnknownInternal { .. }), "{err}");
+        assert!(
+            matches!(err, lnm_core::Error::UnknownInternal { .. }),
+            "{err}"
+        );
     }
 }

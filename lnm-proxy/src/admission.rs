@@ -218,9 +218,7 @@ pub fn admit_arrival(
 ) -> Result<(), Refusal> {
     let protocol = listener_protocol(settings.protocol);
     if arrival.hops >= settings.max_hops {
-        let outcome = Outcome::TooManyHops {
-            hops: arrival.hops,
-        };
+        let outcome = Outcome::TooManyHops { hops: arrival.hops };
         return Err(Refusal::new(
             outcome,
             protocol,

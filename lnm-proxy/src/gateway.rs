@@ -21,8 +21,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use lnm_core::hop::SharedHop;
 use lnm_core::OwnAddrs;
+use lnm_core::hop::SharedHop;
 use lnm_policy::config::{Config, ListenerConfig};
 use lnm_policy::{AllowlistHandle, BoxPolicy, Decision, Policy, Request, Route};
 use tokio::net::TcpListener;
@@ -277,7 +277,9 @@ impl GatewayBuilder {
         if let Some((bind, _)) = incoming.first() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("a connection source was given for {bind}, which is not a listener of the configuration"),
+                format!(
+                    "a connection source was given for {bind}, which is not a listener of the configuration"
+                ),
             ));
         }
         let admin = match &config.admin {

@@ -8,11 +8,18 @@
 //!
 //! - [`sniff`]: pure, incremental sniffers ([`TlsSniffer`](sniff::TlsSniffer),
 //!   [`HttpSniffer`](sniff::HttpSniffer));
-//! - [`Proxy`]: one connection from accept to close (source check, sniff with timeout and cap,
-//!   policy decision through the tower [`PolicyService`](lnm_policy::PolicyService), TLS alert
-//!   or HTTP 403 when denied, replay and relay with half-close and idle timeout, one log line);
-//! - [`ProxyServer`]: accept loops with connection limits, accept-error backoff and graceful
-//!   shutdown.
+//! - [`admission`]: the per-connection decision as pure functions (hop limit, source, the
+//!   policy's decision → connect or refuse, and the one table from outcome to TLS alert / HTTP
+//!   status / log line);
+//! - [`Proxy`]: one connection from accept to close — a thin driver around [`admission`]
+//!   (sniff with timeout and cap, ask the policy — any [`BoxPolicy`](lnm_policy::BoxPolicy) —,
+//!   answer a refusal, or replay and relay with half-close and idle timeout, one log line);
+//! - [`ProxyServer`]: accept loops over any connection source ([`Incoming`]) with connection
+//!   limits, accept-error backoff and graceful shutdown;
+//! - [`Gateway`]: one level from its configuration, every part replaceable through
+//!   [`GatewayBuilder`] (hops, a policy layer, connection sources, observers), with DNS, admin
+//!   and reload; [`parts`] builds a level's hops and resolver from the configuration;
+//! - `sim` (feature `sim`): whole Purdue topologies of gateways for tests and demos.
 //!
 //! # Layout
 //! - `sniff/`: the sniffers
@@ -21,7 +28,10 @@
 //! - `deny.rs`: TLS alerts and HTTP error responses
 //! - `server.rs`: [`ProxyServer`], [`ConnLimits`]
 //! - `settings.rs`: [`ProxySettings`]
-//! - `gateway.rs`: [`Gateway`], one level (listeners, DNS, admin) from its configuration, with reload
+//! - `admission.rs`: the pure admission functions and the refusal table
+//! - `gateway.rs`: [`Gateway`], [`GatewayBuilder`]: one level (listeners, DNS, admin) from its
+//!   configuration, with reload
+//! - `parts.rs`: configuration → hops, DNS resolver
 //! - `admin.rs`: the admin HTTP endpoint (`/metrics`, `/healthz`, `/readyz`)
 //!
 //! # Example
@@ -35,7 +45,10 @@
 //! let allowlist = Allowlist::builder().external("*.blob.core.windows.net").unwrap().build();
 //! let parent = Parent::new(["10.4.0.1:443".parse().unwrap()]);
 //! let settings = ProxySettings::new(ListenerProtocol::Tls, 443).level(3);
-//! let proxy = Proxy::new(allowlist.into(), parent, Internal::new(), settings);
+//! let proxy = Proxy::builder(allowlist.into(), settings)
+//!     .external(parent)
+//!     .internal(Internal::new())
+//!     .build();
 //! let server = ProxyServer::new(proxy, ConnLimits::default());
 //! server.serve(tokio::net::TcpListener::bind("10.3.0.1:443").await?).await;
 //! # Ok(())
@@ -55,9 +68,6 @@ mod settings;
 pub mod sim;
 pub mod sniff;
 
-/// The tower crate this crate's services and layers are written for (its signatures expose
-/// `tower::Service` and `tower::Layer`): use it to write your own layers at the same version.
-pub use tower;
 pub use deny::Alert;
 #[cfg(feature = "dns")]
 pub use gateway::GatewayResolver;
@@ -65,3 +75,6 @@ pub use gateway::{Gateway, GatewayBuilder, HopWrapper};
 pub use proxy::{ConnReport, Observer, Outcome, Proxy, ProxyBuilder};
 pub use server::{Accepted, ConnLimits, Incoming, ProxyServer};
 pub use settings::ProxySettings;
+/// The tower crate this crate's services and layers are written for (its signatures expose
+/// `tower::Service` and `tower::Layer`): use it to write your own layers at the same version.
+pub use tower;

@@ -377,8 +377,7 @@ impl Proxy {
         let sniffed = match sniffed {
             Ok(sniffed) => sniffed,
             Err(outcome) => {
-                let refusal =
-                    refuse_unsniffed(outcome, self.settings.protocol, &buf, report.port);
+                let refusal = refuse_unsniffed(outcome, self.settings.protocol, &buf, report.port);
                 report.protocol = guess_protocol(self.settings.protocol, &buf);
                 self.refuse(io, report, refusal).await;
                 return None;
@@ -497,7 +496,9 @@ impl Proxy {
             if is_tls {
                 match tls.feed(buf) {
                     Sniff::NeedMore => {}
-                    Sniff::Done(hello) => return Ok(Sniffed::new(Protocol::Tls, hello.server_name)),
+                    Sniff::Done(hello) => {
+                        return Ok(Sniffed::new(Protocol::Tls, hello.server_name));
+                    }
                     Sniff::Invalid(e) => return Err(Outcome::BadHello(e)),
                 }
             } else {

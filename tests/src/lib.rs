@@ -131,7 +131,10 @@ pub async fn level(
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = ProxyServer::new(
-        Proxy::builder(allowlist, settings).external(external).internal(internal).build(),
+        Proxy::builder(allowlist, settings)
+            .external(external)
+            .internal(internal)
+            .build(),
         ConnLimits::default(),
     );
     let serving = server.clone();

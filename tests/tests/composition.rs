@@ -89,7 +89,10 @@ async fn user_gateway_as_level_3(network: Network) {
     for level in [2, 3] {
         let host = topology.client(level).unwrap();
         let body = host.https_get("open.example.com", "/").await.unwrap();
-        assert_eq!(body, "origin sni=open.example.com path=/", "from level {level}");
+        assert_eq!(
+            body, "origin sni=open.example.com path=/",
+            "from level {level}"
+        );
     }
     // The user's policy layer denies, with its own reason, before any hop is asked.
     let host = topology.client(3).unwrap();
@@ -102,7 +105,11 @@ async fn user_gateway_as_level_3(network: Network) {
         vec![topology.level(3).unwrap().gateway_ip()]
     );
     assert!(host.resolve("elsewhere.example.net").await.is_err());
-    assert_eq!(count.load(Ordering::SeqCst), 2, "the wrapped hop saw both forwarded connections");
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        2,
+        "the wrapped hop saw both forwarded connections"
+    );
     let logged = eventually(|| seen.lock().unwrap().iter().any(|o| o == "maintenance")).await;
     assert!(logged, "{:?}", seen.lock().unwrap());
     topology.shutdown().await;
@@ -132,17 +139,23 @@ async fn a_denial_inside_a_wrapped_hop_is_answered_and_counted_as_a_denial() {
     let topology = Topology::builder()
         .cloud(&["*.example.com"])
         .level(LevelSpec::new(4).allow("*.example.com"))
-        .level(LevelSpec::new(3).allow("*.example.com").gateway(move |gateway| {
-            let strict = strict.clone();
-            let sink = sink.clone();
-            gateway
-                .wrap_hops(move |_, inner| {
-                    let enforced = EnforceLayer::new(strict.clone().into())
-                        .layer(HopService::from_arc(inner));
-                    Arc::new(TowerHop::with_info(enforced))
-                })
-                .observer(Arc::new(move |r: &ConnReport| sink.lock().unwrap().push(r.clone())))
-        }))
+        .level(
+            LevelSpec::new(3)
+                .allow("*.example.com")
+                .gateway(move |gateway| {
+                    let strict = strict.clone();
+                    let sink = sink.clone();
+                    gateway
+                        .wrap_hops(move |_, inner| {
+                            let enforced = EnforceLayer::new(strict.clone().into())
+                                .layer(HopService::from_arc(inner));
+                            Arc::new(TowerHop::with_info(enforced))
+                        })
+                        .observer(Arc::new(move |r: &ConnReport| {
+                            sink.lock().unwrap().push(r.clone())
+                        }))
+                }),
+        )
         .network(Network::InMemory)
         .start()
         .await
@@ -210,9 +223,12 @@ async fn the_rule_logged_is_the_rule_that_decided_even_after_a_reload() {
         let policy = BoxPolicy::new(SwapAfterDeciding {
             inner: Policy::new(handle.clone()),
         });
-        let proxy = Proxy::builder(handle.clone(), ProxySettings::new(ListenerProtocol::Tls, 443))
-            .policy(policy)
-            .build();
+        let proxy = Proxy::builder(
+            handle.clone(),
+            ProxySettings::new(ListenerProtocol::Tls, 443),
+        )
+        .policy(policy)
+        .build();
         let (mut client, server) = tokio::io::duplex(64 * 1024);
         let serving = tokio::spawn(async move {
             let addr = "10.2.0.7:40000".parse().unwrap();
@@ -233,9 +249,17 @@ async fn the_rule_logged_is_the_rule_that_decided_even_after_a_reload() {
             Some("*.c.example.com (external)"),
             "round {round}"
         );
-        assert_eq!(handle.load().rules().len(), 1, "the list was swapped meanwhile");
+        assert_eq!(
+            handle.load().rules().len(),
+            1,
+            "the list was swapped meanwhile"
+        );
         // This proxy has no external hop: the allowed connection fails at the next hop.
-        assert!(matches!(report.outcome, Outcome::ConnectFailed(_)), "{:?}", report.outcome);
+        assert!(
+            matches!(report.outcome, Outcome::ConnectFailed(_)),
+            "{:?}",
+            report.outcome
+        );
         assert_eq!(answer, Alert::InternalError.record().to_vec());
     }
 }

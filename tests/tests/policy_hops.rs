@@ -5,7 +5,7 @@ use std::path::Path;
 
 use lnm_core::hop::{HopService, Memory, MemoryNetwork};
 use lnm_core::{ConnInfo, Hop, Target};
-use lnm_policy::{Config, Denied, Permitted, EnforceLayer, PolicyRequest, Reason, Request};
+use lnm_policy::{Config, Denied, EnforceLayer, Permitted, PolicyRequest, Reason, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::{ServiceBuilder, ServiceExt};
 

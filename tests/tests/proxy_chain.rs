@@ -316,11 +316,17 @@ async fn the_same_chain_runs_in_process_over_memory_hops() {
     let l4_addr: SocketAddr = "10.4.0.1:443".parse().unwrap();
     let l3_addr: SocketAddr = "10.3.0.1:443".parse().unwrap();
     let l4 = ProxyServer::new(
-        Proxy::builder(allow(), tls_settings(443).level(4)).external(Memory::by_target(&net)).internal(Internal::new()).build(),
+        Proxy::builder(allow(), tls_settings(443).level(4))
+            .external(Memory::by_target(&net))
+            .internal(Internal::new())
+            .build(),
         ConnLimits::default(),
     );
     let l3 = ProxyServer::new(
-        Proxy::builder(allow(), tls_settings(443).level(3)).external(Memory::to(&net, "l4:443").from_addr(l3_addr)).internal(Internal::new()).build(),
+        Proxy::builder(allow(), tls_settings(443).level(3))
+            .external(Memory::to(&net, "l4:443").from_addr(l3_addr))
+            .internal(Internal::new())
+            .build(),
         ConnLimits::default(),
     );
     let (l4_listener, l3_listener) = (net.bind("l4:443").unwrap(), net.bind("l3:443").unwrap());

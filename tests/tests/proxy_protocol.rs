@@ -57,7 +57,10 @@ async fn the_parent_enforces_the_range_on_the_original_client() {
         tls_settings(origin.port()).accept_proxy_protocol(vec!["127.0.0.1/32".parse().unwrap()]);
     serve(
         l4_listener,
-        Proxy::builder(allow(Some("127.0.0.5/32")), l4_settings).external(loopback_direct()).internal(no_internal()).build(),
+        Proxy::builder(allow(Some("127.0.0.5/32")), l4_settings)
+            .external(loopback_direct())
+            .internal(no_internal())
+            .build(),
         &reports,
     )
     .await;
@@ -66,7 +69,10 @@ async fn the_parent_enforces_the_range_on_the_original_client() {
     let parent = Parent::new([l4_addr]).send_proxy_protocol(true);
     serve(
         l3_listener,
-        Proxy::builder(allow(None), tls_settings(origin.port())).external(parent).internal(no_internal()).build(),
+        Proxy::builder(allow(None), tls_settings(origin.port()))
+            .external(parent)
+            .internal(no_internal())
+            .build(),
         &reports,
     )
     .await;
@@ -108,13 +114,19 @@ async fn a_cycle_of_gateways_is_cut_at_max_hops() {
     // Misconfigured: A's parent is B and B's parent is A.
     serve(
         a,
-        Proxy::builder(allow(None), settings(443)).external(Parent::new([b_addr]).send_proxy_protocol(true)).internal(no_internal()).build(),
+        Proxy::builder(allow(None), settings(443))
+            .external(Parent::new([b_addr]).send_proxy_protocol(true))
+            .internal(no_internal())
+            .build(),
         &reports,
     )
     .await;
     serve(
         b,
-        Proxy::builder(allow(None), settings(443)).external(Parent::new([a_addr]).send_proxy_protocol(true)).internal(no_internal()).build(),
+        Proxy::builder(allow(None), settings(443))
+            .external(Parent::new([a_addr]).send_proxy_protocol(true))
+            .internal(no_internal())
+            .build(),
         &reports,
     )
     .await;
@@ -172,7 +184,10 @@ async fn only_configured_children_may_send_a_header() {
     let settings = tls_settings(443).accept_proxy_protocol(vec!["127.0.0.2/32".parse().unwrap()]);
     serve(
         listener,
-        Proxy::builder(allow(None), settings).external(loopback_direct()).internal(no_internal()).build(),
+        Proxy::builder(allow(None), settings)
+            .external(loopback_direct())
+            .internal(no_internal())
+            .build(),
         &reports,
     )
     .await;

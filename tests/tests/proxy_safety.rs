@@ -26,7 +26,10 @@ async fn server_with(
 ) -> (SocketAddr, ProxyServer) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let proxy = Proxy::builder(allow_all_azure(), settings).external(loopback_direct()).internal(no_internal()).build();
+    let proxy = Proxy::builder(allow_all_azure(), settings)
+        .external(loopback_direct())
+        .internal(no_internal())
+        .build();
     let server = ProxyServer::new(proxy, limits);
     let serving = server.clone();
     tokio::spawn(async move { serving.serve(listener).await });
@@ -165,7 +168,10 @@ async fn a_gateway_never_dials_its_own_listener() {
     own.add_listener(addr);
     // Misconfigured: the parent is the gateway itself.
     let parent = Parent::new([addr]).own_addrs(own.clone());
-    let proxy = Proxy::builder(allow_all_azure(), tls_settings(addr.port())).external(parent).internal(no_internal()).build();
+    let proxy = Proxy::builder(allow_all_azure(), tls_settings(addr.port()))
+        .external(parent)
+        .internal(no_internal())
+        .build();
     let server = ProxyServer::new(proxy, ConnLimits::default());
     let serving = server.clone();
     tokio::spawn(async move { serving.serve(listener).await });
@@ -183,7 +189,10 @@ async fn a_gateway_never_dials_its_own_listener() {
     let own = OwnAddrs::new();
     own.add_listener(addr);
     let direct = loopback_direct().own_addrs(own);
-    let proxy = Proxy::builder(allow_all_azure(), tls_settings(addr.port())).external(direct).internal(no_internal()).build();
+    let proxy = Proxy::builder(allow_all_azure(), tls_settings(addr.port()))
+        .external(direct)
+        .internal(no_internal())
+        .build();
     let server = ProxyServer::new(proxy, ConnLimits::default());
     let serving = server.clone();
     tokio::spawn(async move { serving.serve(listener).await });
@@ -220,10 +229,13 @@ async fn origin_reset_after(size: usize) {
     let sink = reports.clone();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let proxy = Proxy::builder(allow_all_azure(), tls_settings(port)).external(loopback_direct()).internal(no_internal()).build()
-    .with_observer(Arc::new(move |r: &lnm_proxy::ConnReport| {
-        sink.lock().unwrap().push(r.clone())
-    }));
+    let proxy = Proxy::builder(allow_all_azure(), tls_settings(port))
+        .external(loopback_direct())
+        .internal(no_internal())
+        .build()
+        .with_observer(Arc::new(move |r: &lnm_proxy::ConnReport| {
+            sink.lock().unwrap().push(r.clone())
+        }));
     let server = ProxyServer::new(proxy, ConnLimits::default());
     let serving = server.clone();
     tokio::spawn(async move { serving.serve(listener).await });

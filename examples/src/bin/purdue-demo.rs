@@ -221,7 +221,9 @@ fn describe(r: &ConnReport) -> String {
         outcome if outcome.is_allowed() => format!(
             "allow {name} -> {} via {}; {} B up, {} B down, {:.1} ms",
             r.route.map_or("-", |route| route.as_str()),
-            r.rule.as_ref().map_or("-".to_owned(), |rule| rule.to_string()),
+            r.rule
+                .as_ref()
+                .map_or("-".to_owned(), |rule| rule.to_string()),
             r.bytes_up,
             r.bytes_down,
             r.duration.as_secs_f64() * 1000.0

@@ -68,7 +68,10 @@ fn a_foreign_source_is_refused_before_the_hello() {
     let refusal = admit_arrival(&arrival("10.9.0.1", 0), &list, &http).unwrap_err();
     let text = String::from_utf8(refusal.answer.unwrap().bytes()).unwrap();
     assert!(text.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{text}");
-    assert!(text.ends_with("lnm: source address not allowed\n"), "{text}");
+    assert!(
+        text.ends_with("lnm: source address not allowed\n"),
+        "{text}"
+    );
     // IPv4-mapped IPv6 clients are matched as IPv4.
     assert!(admit_arrival(&arrival("[::ffff:10.2.0.5]", 0), &list, &settings()).is_ok());
 }
@@ -102,14 +105,26 @@ fn an_allowed_hello_connects_with_its_rule_route_and_metadata() {
 fn every_denial_reason_has_its_alert_and_line() {
     let arrival = arrival("10.2.0.5", 0);
     let cases = [
-        (Reason::NotAllowlisted, Alert::UnrecognizedName, "lnm: x.test:443 denied: not allowlisted"),
-        (Reason::NoServerName, Alert::UnrecognizedName, "lnm: denied: no server name"),
+        (
+            Reason::NotAllowlisted,
+            Alert::UnrecognizedName,
+            "lnm: x.test:443 denied: not allowlisted",
+        ),
+        (
+            Reason::NoServerName,
+            Alert::UnrecognizedName,
+            "lnm: denied: no server name",
+        ),
         (
             Reason::InvalidName(NameError::IpLiteral),
             Alert::UnrecognizedName,
             "lnm: denied: invalid server name",
         ),
-        (Reason::SourceNotAllowed, Alert::AccessDenied, "lnm: source address not allowed"),
+        (
+            Reason::SourceNotAllowed,
+            Alert::AccessDenied,
+            "lnm: source address not allowed",
+        ),
         (
             Reason::PortNotAllowed { port: 443 },
             Alert::AccessDenied,
@@ -149,7 +164,10 @@ fn a_policy_that_allows_an_unusable_name_is_answered_as_the_allowlist_would() {
     assert_eq!(refusal.outcome, Outcome::Denied(Reason::NoServerName));
     let literal = tls("10.0.0.1");
     let refusal = admit(&arrival, &literal, Ok(allowed), &settings()).unwrap_err();
-    assert!(matches!(refusal.outcome, Outcome::Denied(Reason::InvalidName(_))));
+    assert!(matches!(
+        refusal.outcome,
+        Outcome::Denied(Reason::InvalidName(_))
+    ));
 }
 
 #[test]
@@ -167,7 +185,10 @@ fn a_failing_policy_refuses_with_internal_error_and_500() {
     // A filter layer that fails with `Denied` denied.
     let err: BoxError = Box::new(Denied::new(Reason::Policy("maintenance")));
     let refusal = admit(&arrival, &sniffed, Err(err), &settings()).unwrap_err();
-    assert_eq!(refusal.outcome, Outcome::Denied(Reason::Policy("maintenance")));
+    assert_eq!(
+        refusal.outcome,
+        Outcome::Denied(Reason::Policy("maintenance"))
+    );
     assert_eq!(refusal.answer.unwrap().status, 403);
 }
 
@@ -181,7 +202,10 @@ fn a_denial_inside_the_hop_is_a_denial_and_a_failure_is_a_502() {
 
     let denied = lnm_core::Error::Denied(Denied::new(Reason::Policy("audit_hop")));
     let refusal = refuse_connect(&connect, denied);
-    assert_eq!(refusal.outcome, Outcome::Denied(Reason::Policy("audit_hop")));
+    assert_eq!(
+        refusal.outcome,
+        Outcome::Denied(Reason::Policy("audit_hop"))
+    );
     assert_eq!(refusal.answer.unwrap().alert, Alert::AccessDenied);
 
     let unreachable = lnm_core::Error::NoDestination { hop: "parent" };
@@ -255,6 +279,8 @@ fn every_outcome_is_in_the_table() {
         .collect();
     assert_eq!(
         answered,
-        [false, false, false, true, true, false, false, true, true, true, false, true]
+        [
+            false, false, false, true, true, false, false, true, true, true, false, true
+        ]
     );
 }

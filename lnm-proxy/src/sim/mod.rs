@@ -74,9 +74,9 @@ mod topology;
 
 pub use origin::{read_request_head, tls_origin, tls_origin_in_memory};
 pub use pki::TestPki;
+pub use topology::{Client, LevelHandle, LevelSpec, Network, Topology, TopologyBuilder};
 /// The TLS crates [`TestPki`] hands out configurations of, at the versions lnm uses.
 pub use {rustls, tokio_rustls};
-pub use topology::{Client, LevelHandle, LevelSpec, Network, Topology, TopologyBuilder};
 
 /// Why a simulation step failed.
 #[derive(Debug, thiserror::Error)]

@@ -108,7 +108,10 @@ impl LevelSpec {
     /// Changes the configuration the simulator wrote for this level (timeouts, limits, PROXY
     /// protocol, more allowlist entries...). The addresses it chose (listeners, DNS, parent)
     /// are what the topology's clients use: keep them.
-    pub fn configure(mut self, configure: impl Fn(Config) -> Config + Send + Sync + 'static) -> Self {
+    pub fn configure(
+        mut self,
+        configure: impl Fn(Config) -> Config + Send + Sync + 'static,
+    ) -> Self {
         self.configure = Some(Arc::new(configure));
         self
     }
@@ -279,11 +282,18 @@ async fn start_loopback(
             let addr = tls_origin(&pki, SocketAddr::new(level_ip(n, 20), 0), "internal").await?;
             services.push((name.clone(), addr));
         }
-        let ports: Vec<(String, u16)> = services.iter().map(|(n, a)| (n.clone(), a.port())).collect();
+        let ports: Vec<(String, u16)> = services
+            .iter()
+            .map(|(n, a)| (n.clone(), a.port()))
+            .collect();
         let mut config = spec_level.base_config(&ports)?;
         let mut resolver = ResolverConfig::default();
         match parent {
-            Some(parent) => config = config.with_parent(parent.ip()).with_parent_port(parent.port()),
+            Some(parent) => {
+                config = config
+                    .with_parent(parent.ip())
+                    .with_parent_port(parent.port())
+            }
             // The simulated cloud lives on loopback: turn the confused-deputy guard off here.
             None => {
                 resolver = resolver
@@ -292,7 +302,9 @@ async fn start_loopback(
             }
         }
         for (name, addr) in &services {
-            let name = name.parse().map_err(|e| SimError::Config(format!("{name}: {e}")))?;
+            let name = name
+                .parse()
+                .map_err(|e| SimError::Config(format!("{name}: {e}")))?;
             resolver = resolver.with_host(name, addr.ip());
         }
         config = config.with_resolver(resolver).with_listener(
@@ -356,9 +368,14 @@ async fn start_in_memory(
             // Informational here: the external hop is the in-process network's.
             config = config.with_parent(*parent_ip);
         }
-        let ports: Vec<(u16, ListenerProtocol)> = std::iter::once((TLS_PORT, ListenerProtocol::Tls))
-            .chain(services.iter().map(|(_, port)| (*port, ListenerProtocol::Auto)))
-            .collect();
+        let ports: Vec<(u16, ListenerProtocol)> =
+            std::iter::once((TLS_PORT, ListenerProtocol::Tls))
+                .chain(
+                    services
+                        .iter()
+                        .map(|(_, port)| (*port, ListenerProtocol::Auto)),
+                )
+                .collect();
         let mut incoming = Vec::new();
         for (port, protocol) in &ports {
             let bind = SocketAddr::new(ip, *port);
