@@ -320,3 +320,60 @@ fn garbage_files_are_errors_not_panics() {
         empty.warnings
     );
 }
+
+#[test]
+fn a_lower_level_without_parent_warns_that_it_goes_straight_out() {
+    let loaded = Config::parse("level: 3\nallowList: {domains: [{destinationUrl: a.example, destinationType: external}]}\n", "t").unwrap();
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.contains("level 3 has no `parentIpAddr`")),
+        "{:?}",
+        loaded.warnings
+    );
+    for quiet in [
+        "level: 4\nallowList: {domains: [{destinationUrl: a.example, destinationType: external}]}\n",
+        "level: 3\nparentIpAddr: 10.4.0.1\nallowList: {domains: [{destinationUrl: a.example, destinationType: external}]}\n",
+    ] {
+        let loaded = Config::parse(quiet, "t").unwrap();
+        assert!(
+            !loaded.warnings.iter().any(|w| w.contains("parentIpAddr")),
+            "{quiet}: {:?}",
+            loaded.warnings
+        );
+    }
+}
+
+#[test]
+fn a_level_built_in_code_equals_the_same_level_in_yaml() {
+    use super::defaults;
+    let yaml = Config::parse(
+        "level: 3\nparentIpAddr: 10.4.0.1\nallowList:\n  domains:\n    - {destinationUrl: \"*.example.com\", destinationType: external}\n    - {destinationUrl: \"broker.l3.local:8883\", destinationType: internal}\n  sourceIpRange: [{addressPrefix: 10.2.0.0, prefixLen: 16}]\ndns: {bind: \"10.3.0.1:53\", answerIpv4: [10.3.0.1]}\n",
+        "t",
+    )
+    .unwrap()
+    .config;
+    let code = Config::level(3)
+        .with_parent("10.4.0.1".parse().unwrap())
+        .allow(DomainEntry::external("*.example.com").unwrap())
+        .allow(DomainEntry::internal("broker.l3.local", 8883).unwrap())
+        .with_source_range("10.2.0.0/16".parse().unwrap())
+        .with_dns(DnsConfig::new(
+            "10.3.0.1:53".parse().unwrap(),
+            vec!["10.3.0.1".parse().unwrap()],
+        ));
+    // Serialized, the two are the same document (defaults included).
+    let text = |c: &Config| serde_saphyr::to_string(c).unwrap();
+    assert_eq!(text(&code), text(&yaml));
+    assert_eq!(code.dns.as_ref().unwrap().ttl, defaults::DNS_TTL);
+    assert_eq!(code.limits.max_client_hello, defaults::MAX_CLIENT_HELLO);
+    assert!(DomainEntry::internal("broker.l3.local", 0).is_err());
+    assert!(DomainEntry::external("*").is_err());
+    let invalid = Config::level(4).with_limits(Limits {
+        max_hops: 0,
+        ..Limits::default()
+    });
+    let err = invalid.validate().unwrap_err().to_string();
+    assert!(err.contains("limits.maxHops"), "{err}");
+}
