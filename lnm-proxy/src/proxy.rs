@@ -299,13 +299,16 @@ impl Proxy {
             }
             Ok(Err(outcome)) => {
                 report.protocol = guess_protocol(self.settings.protocol, &buf);
-                let bad_hello = matches!(outcome, Outcome::BadHello(_));
+                let bad_hello = match &outcome {
+                    Outcome::BadHello(e) => Some(Alert::for_sniff_error(e)),
+                    _ => None,
+                };
                 report.outcome = outcome;
-                if bad_hello {
+                if let Some(alert) = bad_hello {
                     self.refuse(
                         io,
                         report,
-                        Alert::DecodeError,
+                        alert,
                         400,
                         "Bad Request",
                         "lnm: malformed request",
