@@ -19,7 +19,8 @@ pub enum Alert {
     UnexpectedMessage,
     /// `record_overflow` (22): a record longer than 2^14 bytes.
     RecordOverflow,
-    /// `illegal_parameter` (47): the ClientHello is larger than the cap.
+    /// `illegal_parameter` (47): the ClientHello is larger than the cap, or repeats an
+    /// extension.
     IllegalParameter,
 }
 
@@ -49,8 +50,9 @@ impl Alert {
     /// |---|---|---|
     /// | first record not a handshake record, a non-handshake record inside the hello, first handshake message not a ClientHello, handshake bytes after the hello in its last record | `unexpected_message` | RFC 8446 section 5 and 5.1; OpenSSL and rustls send it |
     /// | record longer than 2^14 bytes | `record_overflow` | RFC 8446 section 5.1, RFC 5246 section 6.2.1 |
-    /// | ClientHello over the cap ([`SniffError::TooLarge`]) | `illegal_parameter` | what OpenSSL (also BoringSSL, LibreSSL) sends for an excessive handshake message (`SSL_R_EXCESSIVE_MESSAGE_SIZE`); rustls sends `decode_error` |
-    /// | malformed hello, trailing data, duplicate extension, several SNI host names, empty record, SSLv2 header, record major version not 3, connection closed mid-hello | `decode_error` | the bytes are not a well-formed TLS 1.x ClientHello |
+    /// | ClientHello over the cap ([`SniffError::TooLarge`]) | `illegal_parameter` | what OpenSSL (also BoringSSL, LibreSSL) sends for an excessive handshake message (`SSL_R_EXCESSIVE_MESSAGE_SIZE`); rustls closes without an alert |
+    /// | an extension twice (RFC 8446 section 4.2 forbids it) | `illegal_parameter` | what rustls sends for any repeated extension and OpenSSL for one it knows |
+    /// | malformed hello, trailing data, several SNI host names, empty record, SSLv2 header, record major version not 3, connection closed mid-hello | `decode_error` | the bytes are not a well-formed TLS 1.x ClientHello |
     ///
     /// The HTTP sniffer's errors are answered with HTTP 400 and never use an alert; they map
     /// to `decode_error` so that this function is total.
@@ -69,13 +71,14 @@ impl Alert {
             | SniffError::NotClientHello { .. }
             | SniffError::NotOnRecordBoundary { .. } => Alert::UnexpectedMessage,
             SniffError::RecordTooLong { .. } => Alert::RecordOverflow,
-            SniffError::TooLarge { .. } => Alert::IllegalParameter,
+            SniffError::TooLarge { .. } | SniffError::DuplicateExtension { .. } => {
+                Alert::IllegalParameter
+            }
             SniffError::SslV2
             | SniffError::BadRecordVersion { .. }
             | SniffError::EmptyRecord
             | SniffError::Malformed(_)
             | SniffError::TrailingData(_)
-            | SniffError::DuplicateExtension { .. }
             | SniffError::MultipleServerNames
             | SniffError::Truncated { .. } => Alert::DecodeError,
             SniffError::NotHttp(_)
@@ -159,7 +162,10 @@ mod tests {
             (SniffError::EmptyRecord, DecodeError),
             (SniffError::Malformed("x"), DecodeError),
             (SniffError::TrailingData("x"), DecodeError),
-            (SniffError::DuplicateExtension { ext_type: 0 }, DecodeError),
+            (
+                SniffError::DuplicateExtension { ext_type: 0 },
+                IllegalParameter,
+            ),
             (SniffError::MultipleServerNames, DecodeError),
             (SniffError::Truncated { len: 3 }, DecodeError),
             (SniffError::NotHttp("x"), DecodeError),
