@@ -139,7 +139,10 @@ mod tests {
     fn every_sniff_error_has_its_alert() {
         use Alert::*;
         let cases = [
-            (SniffError::NotHandshake { content_type: 23 }, UnexpectedMessage),
+            (
+                SniffError::NotHandshake { content_type: 23 },
+                UnexpectedMessage,
+            ),
             (
                 SniffError::InterleavedRecord {
                     index: 1,
@@ -147,8 +150,14 @@ mod tests {
                 },
                 UnexpectedMessage,
             ),
-            (SniffError::NotClientHello { msg_type: 2 }, UnexpectedMessage),
-            (SniffError::NotOnRecordBoundary { len: 1 }, UnexpectedMessage),
+            (
+                SniffError::NotClientHello { msg_type: 2 },
+                UnexpectedMessage,
+            ),
+            (
+                SniffError::NotOnRecordBoundary { len: 1 },
+                UnexpectedMessage,
+            ),
             (SniffError::RecordTooLong { len: 16385 }, RecordOverflow),
             (
                 SniffError::TooLarge {

@@ -382,7 +382,10 @@ fn zero_rtt_flight(client: &rustls::ClientConfig, server: &Arc<rustls::ServerCon
         }
         types
     };
-    assert!(behind.contains(&23), "early data behind the hello: {behind:?}");
+    assert!(
+        behind.contains(&23),
+        "early data behind the hello: {behind:?}"
+    );
     out
 }
 
@@ -418,11 +421,7 @@ fn case(name: impl Into<String>, flight: Vec<u8>) -> Case {
 
 fn corpus(client: &Arc<rustls::ClientConfig>, server: &Arc<rustls::ServerConfig>) -> Vec<Case> {
     let base_flight = first_flight(client.clone(), NAME);
-    assert_eq!(
-        5 + u16_at(&base_flight, 3),
-        base_flight.len(),
-        "one record"
-    );
+    assert_eq!(5 + u16_at(&base_flight, 3), base_flight.len(), "one record");
     let base = Hello::parse(&handshake_of(&base_flight));
     assert!(
         base.extensions
@@ -444,10 +443,21 @@ fn corpus(client: &Arc<rustls::ClientConfig>, server: &Arc<rustls::ServerConfig>
     let mut mixed = records(22, [3, 0], 100, &msg[..300]);
     mixed.extend_from_slice(&records(22, [3, 254], 100, &msg[300..]));
     cases.push(case("record-versions-mixed-3.0-and-3.254", mixed));
-    cases.push(case("record-version-2.0", records(22, [2, 0], 1 << 14, &msg)));
+    cases.push(case(
+        "record-version-2.0",
+        records(22, [2, 0], 1 << 14, &msg),
+    ));
 
     // legacy_version is the server's business, with and without supported_versions.
-    for v in [[3, 0], [3, 1], [3, 3], [3, 4], [254, 254], [0, 0], [255, 255]] {
+    for v in [
+        [3, 0],
+        [3, 1],
+        [3, 3],
+        [3, 4],
+        [254, 254],
+        [0, 0],
+        [255, 255],
+    ] {
         let with_sv = base.clone().legacy_version(v).message();
         cases.push(case(
             format!("legacy-version-{}.{}", v[0], v[1]),
@@ -484,7 +494,10 @@ fn corpus(client: &Arc<rustls::ClientConfig>, server: &Arc<rustls::ServerConfig>
         ("40k", 40 * 1024),
     ] {
         let padded = base.clone().padded_to(len).message();
-        cases.push(case(format!("padding-to-{label}"), framed(1 << 14, &padded)));
+        cases.push(case(
+            format!("padding-to-{label}"),
+            framed(1 << 14, &padded),
+        ));
     }
     let big = base.clone().padded_to(40 * 1024).message();
     cases.push(case("padding-to-40k-records-of-100", framed(100, &big)));
@@ -522,8 +535,14 @@ fn corpus(client: &Arc<rustls::ClientConfig>, server: &Arc<rustls::ServerConfig>
         framed(1 << 14, &[&[2u8][..], &msg[1..]].concat()),
     ));
     cases.push(case("ccs-first", vec![20, 3, 3, 0, 1, 1]));
-    cases.push(case("application-data-first", vec![23, 3, 3, 0, 5, 1, 2, 3, 4, 5]));
-    cases.push(case("content-type-0-first", vec![0, 3, 3, 0, 5, 1, 2, 3, 4, 5]));
+    cases.push(case(
+        "application-data-first",
+        vec![23, 3, 3, 0, 5, 1, 2, 3, 4, 5],
+    ));
+    cases.push(case(
+        "content-type-0-first",
+        vec![0, 3, 3, 0, 5, 1, 2, 3, 4, 5],
+    ));
     for (ty, what) in [(20u8, "ccs"), (23, "application-data")] {
         let mut interleaved = framed(1 << 14, &msg[..200]);
         interleaved.extend_from_slice(&[ty, 3, 3, 0, 1, 1]);
@@ -542,7 +561,13 @@ fn corpus(client: &Arc<rustls::ClientConfig>, server: &Arc<rustls::ServerConfig>
     sid33.session_id = vec![7; 33];
     cases.push(case("session-id-of-33", framed(1 << 14, &sid33.message())));
     let mut short_ext = msg.clone();
-    let ext_len_at = msg.len() - base.extensions.iter().map(|(_, d)| 4 + d.len()).sum::<usize>() - 2;
+    let ext_len_at = msg.len()
+        - base
+            .extensions
+            .iter()
+            .map(|(_, d)| 4 + d.len())
+            .sum::<usize>()
+        - 2;
     let ext_len = u16_at(&msg, ext_len_at) - 1;
     short_ext[ext_len_at..ext_len_at + 2].copy_from_slice(&(ext_len as u16).to_be_bytes());
     cases.push(case(
@@ -568,7 +593,10 @@ fn corpus(client: &Arc<rustls::ClientConfig>, server: &Arc<rustls::ServerConfig>
         [&[22u8, 3, 1, 0, 0][..], &base_flight].concat(),
     ));
     cases.push(case("sslv2-hello", sslv2_hello()));
-    cases.push(case("plain-http", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()));
+    cases.push(case(
+        "plain-http",
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+    ));
     cases.push(case(
         "no-sni",
         framed(1 << 14, &base.clone().without(EXT_SERVER_NAME).message()),
@@ -629,7 +657,12 @@ const UNRECOGNIZED_NAME: u8 = 112;
 
 const EXCEPTIONS: &[Exception] = &[
     // DESIGN section 3: refusals of the proxy, whatever the server would do.
-    ex("no-sni", For::Both, UNRECOGNIZED_NAME, "DESIGN: no SNI is denied"),
+    ex(
+        "no-sni",
+        For::Both,
+        UNRECOGNIZED_NAME,
+        "DESIGN: no SNI is denied",
+    ),
     ex(
         "sni-not-allowlisted",
         For::Both,

@@ -74,7 +74,9 @@ pub enum SniffError {
     },
     /// The ClientHello handshake message (4-byte header + body, record headers not counted) is
     /// larger than the configured cap.
-    #[error("ClientHello handshake message of {len} bytes (header + body) exceeds the cap of {cap} bytes")]
+    #[error(
+        "ClientHello handshake message of {len} bytes (header + body) exceeds the cap of {cap} bytes"
+    )]
     TooLarge {
         /// The message's size as its handshake header announces it: 4 + body length.
         len: usize,

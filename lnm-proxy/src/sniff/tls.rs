@@ -21,7 +21,7 @@ use super::{Sniff, SniffError};
 /// A hello of exactly the cap passes, one byte more is refused
 /// ([`SniffError::TooLarge`]) as soon as its handshake header announces it. The wire bytes
 /// buffered for a hello are bounded too: every record carries at least one byte of it (empty
-/// records are refused), so at most 6 times the cap, when every record carries a single byte.
+/// records are refused), so at most 6 times the cap (one byte per record) plus one record.
 pub const DEFAULT_MAX_CLIENT_HELLO: usize = 64 * 1024;
 
 const CONTENT_HANDSHAKE: u8 = 22;

@@ -334,7 +334,10 @@ fn record_layer_rejections_are_immediate() {
             SniffError::NotHandshake { content_type: 23 },
         ),
         (&[22, 2, 0], SniffError::BadRecordVersion { major: 2 }),
-        (&[22, 0xfe, 0xfd], SniffError::BadRecordVersion { major: 0xfe }),
+        (
+            &[22, 0xfe, 0xfd],
+            SniffError::BadRecordVersion { major: 0xfe },
+        ),
         (
             &[22, 3, 1, 0x48, 0x01],
             SniffError::RecordTooLong { len: 0x4801 },
@@ -370,7 +373,10 @@ fn fuzz_regression_bad_version_is_split_invariant() {
     let whole = sniff_whole(&input);
     let mut sniffer = TlsSniffer::new(DEFAULT_MAX_CLIENT_HELLO);
     assert_eq!(sniffer.feed(&input[..2]), whole);
-    assert_eq!(whole, Sniff::Invalid(SniffError::BadRecordVersion { major: 0 }));
+    assert_eq!(
+        whole,
+        Sniff::Invalid(SniffError::BadRecordVersion { major: 0 })
+    );
 }
 
 /// Every `3.x` record version is accepted, on every record of the hello (RFC 5246 appendix
@@ -392,9 +398,20 @@ fn any_3x_record_version_and_any_legacy_version_pass() {
     let mut mixed = frame(&msg[..100], [3, 1], 1 << 14);
     mixed.extend_from_slice(&frame(&msg[100..], [3, 0xff], 1 << 14));
     assert!(matches!(sniff_whole(&mixed), Sniff::Done(_)));
-    for legacy in [[3, 0], [3, 1], [3, 3], [3, 4], [254, 254], [0, 0], [0xff, 0xff]] {
+    for legacy in [
+        [3, 0],
+        [3, 1],
+        [3, 3],
+        [3, 4],
+        [254, 254],
+        [0, 0],
+        [0xff, 0xff],
+    ] {
         assert!(
-            matches!(sniff_whole(&with_legacy_version(CURL, legacy)), Sniff::Done(_)),
+            matches!(
+                sniff_whole(&with_legacy_version(CURL, legacy)),
+                Sniff::Done(_)
+            ),
             "legacy_version {legacy:?}"
         );
     }
@@ -464,7 +481,12 @@ fn hello_message_of(len: usize) -> Vec<u8> {
     exts.extend_from_slice(&(padding as u16).to_be_bytes());
     exts.resize(exts.len() + padding, 0);
     let b = body(&exts);
-    let mut msg = vec![1, (b.len() >> 16) as u8, (b.len() >> 8) as u8, b.len() as u8];
+    let mut msg = vec![
+        1,
+        (b.len() >> 16) as u8,
+        (b.len() >> 8) as u8,
+        b.len() as u8,
+    ];
     msg.extend_from_slice(&b);
     assert_eq!(msg.len(), len);
     msg
@@ -488,24 +510,22 @@ fn cap_is_exact_on_the_handshake_message() {
             }
             other => panic!("records of {size}: {other:?}"),
         }
-        let refused = Sniff::Invalid(SniffError::TooLarge {
-            len: cap + 1,
-            cap,
-        });
+        let refused = Sniff::Invalid(SniffError::TooLarge { len: cap + 1, cap });
         let flight = frame(&over, [3, 1], size);
         assert_eq!(sniff_whole(&flight), refused, "records of {size}");
         // Decided on the first record, before the rest is buffered.
-        assert_eq!(sniff_whole(&flight[..5 + size]), refused, "records of {size}");
+        assert_eq!(
+            sniff_whole(&flight[..5 + size]),
+            refused,
+            "records of {size}"
+        );
     }
     // The handshake header itself split over records: still decided when it is complete.
     let flight = frame(&over, [3, 1], 1);
     assert_eq!(sniff_whole(&flight[..4 * 6 - 1]), Sniff::NeedMore);
     assert_eq!(
         sniff_whole(&flight[..4 * 6]),
-        Sniff::Invalid(SniffError::TooLarge {
-            len: cap + 1,
-            cap
-        })
+        Sniff::Invalid(SniffError::TooLarge { len: cap + 1, cap })
     );
     // And at a small cap, every split agrees.
     let small = frame(&hello_message_of(600), [3, 3], 64);
