@@ -808,7 +808,8 @@ fn rustls_setup() -> (Pki, Arc<rustls::ClientConfig>, Arc<rustls::ServerConfig>)
     (pki, Arc::new(client), server)
 }
 
-/// Runs every case directly and through the level; returns the table and the failures.
+/// Compares each case's answers (direct, through the level) against [`EXCEPTIONS`]: the
+/// table, the failures, and how often the server gave each direct answer.
 fn judge(
     server: Server,
     results: Vec<(String, Reaction, Reaction)>,
