@@ -389,8 +389,8 @@ fn nine_thousand_concurrent_connections() {
     fresh.read_exact(&mut reply).unwrap();
     assert_eq!(
         reply,
-        [21, 3, 3, 0, 2, 2, 50],
-        "decode_error alert for a non-TLS first flight"
+        [21, 3, 3, 0, 2, 2, 10],
+        "unexpected_message alert for a non-TLS first flight (RFC 8446 section 5)"
     );
     let status =
         std::fs::read_to_string(format!("/proc/{}/status", child.0.id())).unwrap_or_default();

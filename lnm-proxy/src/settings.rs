@@ -22,7 +22,8 @@ pub struct ProxySettings {
     pub connect_timeout: Duration,
     /// Without bytes in either direction.
     pub idle_timeout: Duration,
-    /// The largest ClientHello buffered.
+    /// The largest ClientHello accepted, in bytes of handshake message (header + body, record
+    /// headers not counted; see [`DEFAULT_MAX_CLIENT_HELLO`](crate::sniff::DEFAULT_MAX_CLIENT_HELLO)).
     pub max_client_hello: usize,
     /// The largest HTTP request head buffered.
     pub max_http_head: usize,
@@ -122,7 +123,7 @@ impl ProxySettings {
         self
     }
 
-    /// Sets the ClientHello cap.
+    /// Sets the ClientHello cap (bytes of handshake message, header + body).
     pub fn max_client_hello(mut self, cap: usize) -> Self {
         self.max_client_hello = cap;
         self

@@ -5,7 +5,9 @@
 //!   tower services over an in-process network;
 //! - `proxy_chain.rs`: a 3-level chain on loopback (client → L3 → L4 → rustls origin) and the
 //!   same chain in-process over `Memory` hops: allowed and denied names, HTTP, east-west;
-//! - `interop.rs`: curl and `openssl s_client` through the chain.
+//! - `interop.rs`: curl and `openssl s_client` through the chain;
+//! - `tls_transparency.rs`: ClientHello shapes sent to rustls and `openssl s_server`, directly
+//!   and through a level: the same answer both ways, except the refusals DESIGN lists.
 //!
 //! The helpers here build a test PKI (rcgen), TLS and HTTP origins that report what they saw,
 //! proxy levels, and clients.

@@ -142,9 +142,11 @@ async fn ip_literal_and_garbage_hellos_are_refused() {
         first_reaction(c.l3.addr, &client_hello(None)).await,
         Alert::UnrecognizedName.record()
     );
+    // Plain text on the TLS port: record type `G` is no TLS record type, `unexpected_message`
+    // (RFC 8446 section 5).
     assert_eq!(
         first_reaction(c.l3.addr, b"GET / HTTP/1.1\r\n\r\n").await,
-        Alert::DecodeError.record()
+        Alert::UnexpectedMessage.record()
     );
     assert_eq!(
         first_reaction(

@@ -192,7 +192,8 @@ async fn only_configured_children_may_send_a_header() {
     )
     .await;
 
-    // An untrusted client claiming another address with a header: read as a (bad) hello.
+    // An untrusted client claiming another address with a header: read as a (bad) hello, whose
+    // first byte (0x0d) is no TLS record type: `unexpected_message` (RFC 8446 section 5).
     let header = ProxyHeader {
         client: "10.9.9.9:1".parse().unwrap(),
         destination: addr,
@@ -202,7 +203,7 @@ async fn only_configured_children_may_send_a_header() {
     spoof.extend_from_slice(&client_hello(Some(b"management.azure.com")));
     assert_eq!(
         first_reaction(addr, &spoof).await,
-        Alert::DecodeError.record()
+        Alert::UnexpectedMessage.record()
     );
 
     // A trusted child that forgets the header is refused.

@@ -275,12 +275,14 @@ async fn oversized_and_garbage_first_flights_on_tls_and_http_listeners() {
         lnm_proxy::ProxySettings::new(lnm_policy::config::ListenerProtocol::Http, 80);
     let (http, _) = server_with(ConnLimits::default(), http_settings).await;
 
-    // A handshake header announcing a 1 MiB ClientHello: refused at once, nothing buffered.
+    // A handshake header announcing a 1 MiB ClientHello: refused at once, nothing buffered,
+    // with the alert OpenSSL sends for an excessive handshake message (`illegal_parameter`).
     assert_eq!(
         first_reaction(tls, &[22, 3, 1, 0, 4, 1, 0x10, 0, 0]).await,
-        Alert::DecodeError.record()
+        Alert::IllegalParameter.record()
     );
-    // 70 kB of well-formed records that never complete a hello: cut at the 64 KiB cap.
+    // 80 kB of well-formed records whose hello announces 65,540 bytes of handshake message:
+    // over the 64 KiB cap, refused on the first record.
     let mut big = Vec::new();
     big.extend_from_slice(&[22, 3, 1, 0x40, 0x00, 1, 0x01, 0x00, 0x00]);
     big.resize(5 + 0x4000, 0x41);
@@ -288,11 +290,15 @@ async fn oversized_and_garbage_first_flights_on_tls_and_http_listeners() {
         big.extend_from_slice(&[22, 3, 1, 0x40, 0x00]);
         big.resize(big.len() + 0x4000, 0x41);
     }
-    assert_eq!(first_reaction(tls, &big).await, Alert::DecodeError.record());
-    // Binary garbage.
+    assert_eq!(
+        first_reaction(tls, &big).await,
+        Alert::IllegalParameter.record()
+    );
+    // Binary garbage: record content type 0 is no record type a server expects
+    // (RFC 8446 section 5: `unexpected_message`).
     assert_eq!(
         first_reaction(tls, &[0x00; 600]).await,
-        Alert::DecodeError.record()
+        Alert::UnexpectedMessage.record()
     );
 
     // HTTP: a 20 kB head, binary garbage, a TLS hello on the HTTP port.

@@ -11,7 +11,8 @@ pub const MAX_CONNECTIONS: usize = 10_000;
 pub const MAX_CONNECTIONS_PER_SOURCE: usize = 1_000;
 /// `limits.maxHops`: gateways a connection may pass before it is refused as a loop.
 pub const MAX_HOPS: u8 = 8;
-/// `limits.maxClientHello`: the largest ClientHello the sniffer buffers, in bytes.
+/// `limits.maxClientHello`: the largest ClientHello handshake message (4-byte header + body,
+/// record headers not counted), in bytes.
 pub const MAX_CLIENT_HELLO: usize = 64 * 1024;
 /// The largest HTTP request head the sniffer buffers, in bytes (not configurable).
 pub const MAX_HTTP_HEAD: usize = 16 * 1024;

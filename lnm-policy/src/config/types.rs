@@ -634,7 +634,10 @@ pub struct Limits {
     pub max_connections_per_source: usize,
     /// Gateways a connection may pass before it is refused as a loop.
     pub max_hops: u8,
-    /// The largest ClientHello (all records together) the sniffer buffers, in bytes.
+    /// The largest ClientHello the sniffer accepts, in bytes of handshake message: its 4-byte
+    /// handshake header and body, record headers not counted, however many records carry it
+    /// (default 65,536: a hello of exactly this size passes, one byte more is refused with an
+    /// `illegal_parameter` alert).
     pub max_client_hello: usize,
 }
 

@@ -49,13 +49,13 @@ pub enum SniffError {
     /// An SSL 2.0 style record header (high bit of the first byte set): no SNI possible.
     #[error("SSLv2-style record (no SNI possible)")]
     SslV2,
-    /// The record header carries an impossible protocol version (major not 3, or minor > 4).
-    #[error("bad record version {major}.{}", minor.map_or("?".to_owned(), |m| m.to_string()))]
+    /// The record header's major version is not 3: not SSL 3.0 or TLS. Any `3.x` is accepted,
+    /// whatever `x` (RFC 5246 appendix E.1, RFC 8446 section 5.1: the field is the server's
+    /// business, not the proxy's).
+    #[error("record version major {major} is not 3 (not TLS)")]
     BadRecordVersion {
         /// Major version byte.
         major: u8,
-        /// Minor version byte, when it was looked at (a bad major is rejected before it).
-        minor: Option<u8>,
     },
     /// A record longer than TLS allows (2^14 bytes of plaintext).
     #[error("record of {len} bytes exceeds the TLS limit of 16384")]
@@ -72,10 +72,13 @@ pub enum SniffError {
         /// The message type.
         msg_type: u8,
     },
-    /// The hello is larger than the configured cap.
-    #[error("hello of at least {len} bytes exceeds the cap of {cap} bytes")]
+    /// The ClientHello handshake message (4-byte header + body, record headers not counted) is
+    /// larger than the configured cap.
+    #[error(
+        "ClientHello handshake message of {len} bytes (header + body) exceeds the cap of {cap} bytes"
+    )]
     TooLarge {
-        /// Bytes needed (at least).
+        /// The message's size as its handshake header announces it: 4 + body length.
         len: usize,
         /// The cap.
         cap: usize,
@@ -83,9 +86,16 @@ pub enum SniffError {
     /// The ClientHello does not parse.
     #[error("malformed ClientHello: {0}")]
     Malformed(&'static str),
-    /// Bytes after the end of the ClientHello, its extensions or one extension.
+    /// Bytes after the end of the ClientHello's extensions or inside one extension.
     #[error("trailing bytes {0}")]
     TrailingData(&'static str),
+    /// More handshake bytes after the ClientHello in the record that ends it: the next message
+    /// would span the key change that follows the hello (RFC 8446 section 5.1).
+    #[error("{len} handshake bytes after the ClientHello in its last record")]
+    NotOnRecordBoundary {
+        /// How many bytes follow the ClientHello in that record.
+        len: usize,
+    },
     /// An extension appears twice (a classic way to make two parsers read different names).
     #[error("extension {ext_type:#06x} appears twice")]
     DuplicateExtension {
@@ -135,6 +145,7 @@ impl SniffError {
             SniffError::TooLarge { .. } => "too_large",
             SniffError::Malformed(_) => "malformed",
             SniffError::TrailingData(_) => "trailing_data",
+            SniffError::NotOnRecordBoundary { .. } => "not_on_record_boundary",
             SniffError::DuplicateExtension { .. } => "duplicate_extension",
             SniffError::MultipleServerNames => "multiple_server_names",
             SniffError::Truncated { .. } => "truncated",

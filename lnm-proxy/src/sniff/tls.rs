@@ -5,12 +5,23 @@
 //! may be split over several records. [`TlsSniffer`] checks each record header as soon as it
 //! arrives (so plain text or a bogus length is rejected at once instead of being waited for),
 //! concatenates the handshake fragments, and parses the ClientHello once it is complete.
+//!
+//! What a TLS server would accept passes: any `3.x` record-layer version (RFC 5246 appendix
+//! E.1, RFC 8446 section 5.1) and any `legacy_version` in the hello are the server's business.
+//! What is refused is what can carry no readable SNI or what a server refuses too; see
+//! [`Alert::for_sniff_error`](crate::Alert::for_sniff_error) for the alert each refusal gets.
 
 use tls_parser::{TlsExtension, parse_tls_extension_alpn_content, parse_tls_extension_sni_content};
 
 use super::{Sniff, SniffError};
 
-/// The default cap on a ClientHello (all records, headers included).
+/// The default cap on a ClientHello: 64 KiB of handshake message, its 4-byte handshake header
+/// and body (record headers not counted), however many records carry it.
+///
+/// A hello of exactly the cap passes, one byte more is refused
+/// ([`SniffError::TooLarge`]) as soon as its handshake header announces it. The wire bytes
+/// buffered for a hello are bounded too: every record carries at least one byte of it (empty
+/// records are refused), so at most 6 times the cap (one byte per record) plus one record.
 pub const DEFAULT_MAX_CLIENT_HELLO: usize = lnm_policy::config::defaults::MAX_CLIENT_HELLO;
 
 const CONTENT_HANDSHAKE: u8 = 22;
@@ -32,7 +43,8 @@ pub struct ClientHello {
     pub ech: bool,
     /// How many records carried the hello.
     pub records: u32,
-    /// Bytes of the hello on the wire, record headers included.
+    /// Bytes of the hello on the wire, record headers included (what is replayed upstream;
+    /// the cap measures the handshake message, without record headers).
     pub len: usize,
 }
 
@@ -62,7 +74,8 @@ pub struct TlsSniffer {
 }
 
 impl TlsSniffer {
-    /// A sniffer that gives up when the hello exceeds `cap` bytes.
+    /// A sniffer that gives up when the ClientHello handshake message (header + body, record
+    /// headers not counted) exceeds `cap` bytes (see [`DEFAULT_MAX_CLIENT_HELLO`]).
     pub fn new(cap: usize) -> Self {
         TlsSniffer {
             cap,
@@ -92,18 +105,11 @@ impl TlsSniffer {
             if len == 0 {
                 return Sniff::Invalid(SniffError::EmptyRecord);
             }
-            let needed = self.parsed + 5 + len;
-            if needed > self.cap {
-                return Sniff::Invalid(SniffError::TooLarge {
-                    len: needed,
-                    cap: self.cap,
-                });
-            }
             if rest.len() < 5 + len {
                 return Sniff::NeedMore;
             }
             self.handshake.extend_from_slice(&rest[5..5 + len]);
-            self.parsed = needed;
+            self.parsed += 5 + len;
             self.records += 1;
             if self.handshake.len() < 4 {
                 continue;
@@ -116,20 +122,21 @@ impl TlsSniffer {
             let body_len = usize::from(self.handshake[1]) << 16
                 | usize::from(self.handshake[2]) << 8
                 | usize::from(self.handshake[3]);
-            // Every record adds a 5-byte header: the hello cannot be smaller than this.
-            let at_least = 4 + body_len + 5 * self.records as usize;
-            if at_least > self.cap {
+            // The cap is on the handshake message alone, known from its header: record headers
+            // (how the client chose to fragment it) do not count.
+            let message_len = 4 + body_len;
+            if message_len > self.cap {
                 return Sniff::Invalid(SniffError::TooLarge {
-                    len: at_least,
+                    len: message_len,
                     cap: self.cap,
                 });
             }
-            match self.handshake.len().cmp(&(4 + body_len)) {
+            match self.handshake.len().cmp(&message_len) {
                 std::cmp::Ordering::Less => continue,
                 std::cmp::Ordering::Greater => {
-                    return Sniff::Invalid(SniffError::TrailingData(
-                        "after the ClientHello message",
-                    ));
+                    return Sniff::Invalid(SniffError::NotOnRecordBoundary {
+                        len: self.handshake.len() - message_len,
+                    });
                 }
                 std::cmp::Ordering::Equal => {}
             }
@@ -165,15 +172,11 @@ impl TlsSniffer {
                 content_type,
             });
         }
-        // Checked byte by byte, so the verdict does not depend on how the bytes were split.
-        match (rest.get(1), rest.get(2)) {
-            (Some(&major), _) if major != 3 => {
-                Err(SniffError::BadRecordVersion { major, minor: None })
-            }
-            (Some(_), Some(&minor)) if minor > 4 => Err(SniffError::BadRecordVersion {
-                major: 3,
-                minor: Some(minor),
-            }),
+        // Only the major byte is checked: a server accepts any `3.x` record version on the
+        // hello (RFC 5246 appendix E.1; RFC 8446 section 5.1: the field is ignored). Decided on
+        // that byte alone, so the verdict does not depend on how the bytes were split.
+        match rest.get(1) {
+            Some(&major) if major != 3 => Err(SniffError::BadRecordVersion { major }),
             _ => Ok(()),
         }
     }

@@ -35,6 +35,36 @@ fn sniff_whole(bytes: &[u8]) -> Sniff<ClientHello> {
     TlsSniffer::new(DEFAULT_MAX_CLIENT_HELLO).feed(bytes)
 }
 
+/// The handshake bytes of a first flight: the payloads of its records, headers dropped.
+fn handshake_of(flight: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut rest = flight;
+    while rest.len() >= 5 {
+        let len = usize::from(u16::from_be_bytes([rest[3], rest[4]]));
+        out.extend_from_slice(&rest[5..5 + len]);
+        rest = &rest[5 + len..];
+    }
+    out
+}
+
+/// `handshake` in handshake records of at most `size` bytes, with record version `version`.
+fn frame(handshake: &[u8], version: [u8; 2], size: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for chunk in handshake.chunks(size) {
+        out.extend_from_slice(&[22, version[0], version[1]]);
+        out.extend_from_slice(&(chunk.len() as u16).to_be_bytes());
+        out.extend_from_slice(chunk);
+    }
+    out
+}
+
+/// The same hello with another `legacy_version` (bytes 4 and 5 of the handshake message).
+fn with_legacy_version(flight: &[u8], version: [u8; 2]) -> Vec<u8> {
+    let mut msg = handshake_of(flight);
+    msg[4..6].copy_from_slice(&version);
+    frame(&msg, [3, 1], 1 << 14)
+}
+
 fn captures() -> Vec<(&'static str, Vec<u8>, &'static str)> {
     vec![
         (
@@ -50,6 +80,23 @@ fn captures() -> Vec<(&'static str, Vec<u8>, &'static str)> {
         ("openssl", OPENSSL.to_vec(), "openssl.example.com"),
         ("curl", CURL.to_vec(), "curl.example.com"),
         ("chromium", CHROMIUM.to_vec(), "management.azure.com"),
+        // What a server accepts and the proxy must pass too: any 3.x record version, any
+        // legacy_version (TLS 1.3 ignores it), any fragmentation.
+        (
+            "record-version-3.254",
+            frame(&handshake_of(CURL), [3, 254], 1 << 14),
+            "curl.example.com",
+        ),
+        (
+            "record-version-3.0-tiny-records",
+            frame(&handshake_of(OPENSSL), [3, 0], 3),
+            "openssl.example.com",
+        ),
+        (
+            "legacy-version-254.254",
+            with_legacy_version(CURL, [254, 254]),
+            "curl.example.com",
+        ),
     ]
 }
 
@@ -144,7 +191,7 @@ fn every_prefix_needs_more_then_every_split_agrees() {
 
 proptest! {
     #[test]
-    fn random_splits_agree(cuts in prop::collection::vec(0usize..2000, 0..12), which in 0usize..5) {
+    fn random_splits_agree(cuts in prop::collection::vec(0usize..2000, 0..12), which in 0usize..8) {
         let (what, bytes, sni) = captures().swap_remove(which);
         let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (bytes.len() + 1)).collect();
         cuts.sort_unstable();
@@ -162,7 +209,7 @@ proptest! {
     }
 
     #[test]
-    fn mutations_never_panic(flips in prop::collection::vec((0usize..2000, any::<u8>()), 1..8), cut in 0usize..2000, which in 0usize..5) {
+    fn mutations_never_panic(flips in prop::collection::vec((0usize..2000, any::<u8>()), 1..8), cut in 0usize..2000, which in 0usize..8) {
         let (_, mut bytes, _) = captures().swap_remove(which);
         for (at, value) in flips {
             let at = at % bytes.len();
@@ -286,19 +333,10 @@ fn record_layer_rejections_are_immediate() {
             &[23, 3, 3, 0, 5],
             SniffError::NotHandshake { content_type: 23 },
         ),
+        (&[22, 2, 0], SniffError::BadRecordVersion { major: 2 }),
         (
-            &[22, 2, 0],
-            SniffError::BadRecordVersion {
-                major: 2,
-                minor: None,
-            },
-        ),
-        (
-            &[22, 3, 9],
-            SniffError::BadRecordVersion {
-                major: 3,
-                minor: Some(9),
-            },
+            &[22, 0xfe, 0xfd],
+            SniffError::BadRecordVersion { major: 0xfe },
         ),
         (
             &[22, 3, 1, 0x48, 0x01],
@@ -337,25 +375,170 @@ fn fuzz_regression_bad_version_is_split_invariant() {
     assert_eq!(sniffer.feed(&input[..2]), whole);
     assert_eq!(
         whole,
-        Sniff::Invalid(SniffError::BadRecordVersion {
-            major: 0,
-            minor: None
-        })
+        Sniff::Invalid(SniffError::BadRecordVersion { major: 0 })
     );
+}
+
+/// Every `3.x` record version is accepted, on every record of the hello (RFC 5246 appendix
+/// E.1, RFC 8446 section 5.1), and so is every `legacy_version` inside it: OpenSSL completes
+/// handshakes with `3.254` records and a `254.254` legacy version next to `supported_versions`.
+#[test]
+fn any_3x_record_version_and_any_legacy_version_pass() {
+    let msg = handshake_of(CURL);
+    for minor in 0..=255u8 {
+        for size in [1 << 14, 200] {
+            let flight = frame(&msg, [3, minor], size);
+            assert!(
+                matches!(sniff_whole(&flight), Sniff::Done(h) if h.server_name.as_deref() == Some(&b"curl.example.com"[..])),
+                "record version 3.{minor}, records of {size}"
+            );
+        }
+    }
+    // Records of one hello with different versions.
+    let mut mixed = frame(&msg[..100], [3, 1], 1 << 14);
+    mixed.extend_from_slice(&frame(&msg[100..], [3, 0xff], 1 << 14));
+    assert!(matches!(sniff_whole(&mixed), Sniff::Done(_)));
+    for legacy in [
+        [3, 0],
+        [3, 1],
+        [3, 3],
+        [3, 4],
+        [254, 254],
+        [0, 0],
+        [0xff, 0xff],
+    ] {
+        assert!(
+            matches!(
+                sniff_whole(&with_legacy_version(CURL, legacy)),
+                Sniff::Done(_)
+            ),
+            "legacy_version {legacy:?}"
+        );
+    }
+}
+
+/// A first flight that goes on after the hello (HRR retry, middlebox-compatibility CCS, 0-RTT
+/// data) is not the sniffer's business: the hello ends where its handshake message ends.
+#[test]
+fn records_after_the_hello_are_not_read() {
+    let mut flight = CURL.to_vec();
+    flight.extend_from_slice(&[20, 3, 3, 0, 1, 1]);
+    flight.extend_from_slice(&[23, 3, 3, 0, 3, 0xaa, 0xbb, 0xcc]);
+    flight.extend_from_slice(&[0x80, 0, 0]);
+    match sniff_whole(&flight) {
+        Sniff::Done(hello) => assert_eq!(hello.len, CURL.len()),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// More handshake bytes in the record that ends the hello: refused (RFC 8446 section 5.1: a
+/// message must not span the key change after the hello), whatever the split.
+#[test]
+fn bytes_after_the_hello_in_its_record_are_refused() {
+    let hello = handshake_of(CURL);
+    let mut msg = hello.clone();
+    msg.extend_from_slice(&[1, 0, 0]);
+    for size in [1 << 14, 100] {
+        assert_eq!(
+            sniff_whole(&frame(&msg, [3, 1], size)),
+            Sniff::Invalid(SniffError::NotOnRecordBoundary { len: 3 }),
+            "records of {size}"
+        );
+    }
+    // The same bytes in a record of their own come after the hello: not read.
+    let mut aligned = frame(&hello, [3, 1], 100);
+    aligned.extend_from_slice(&frame(&[1, 0, 0], [3, 1], 100));
+    assert!(matches!(sniff_whole(&aligned), Sniff::Done(_)));
 }
 
 #[test]
 fn cap_is_enforced_before_buffering() {
     // A handshake header announcing a 1 MiB ClientHello is rejected at once.
     let bytes = [22, 3, 1, 0, 4, 1, 0x10, 0, 0];
-    assert!(matches!(
+    assert_eq!(
         sniff_whole(&bytes),
-        Sniff::Invalid(SniffError::TooLarge { .. })
-    ));
+        Sniff::Invalid(SniffError::TooLarge {
+            len: 4 + 0x10_0000,
+            cap: DEFAULT_MAX_CLIENT_HELLO
+        })
+    );
     // A real hello over a small cap.
     let pq = rustls_hello("pq.example.com", None);
     assert!(matches!(
         TlsSniffer::new(1024).feed(&pq),
         Sniff::Invalid(SniffError::TooLarge { cap: 1024, .. })
     ));
+}
+
+/// A ClientHello handshake message of exactly `len` bytes (header + body), with SNI
+/// `a.example` and a padding extension filling it up.
+fn hello_message_of(len: usize) -> Vec<u8> {
+    let sni = sni_ext(&[b"a.example"]);
+    let fixed = 4 + body(&sni).len() + 4;
+    let mut exts = sni;
+    exts.extend_from_slice(&[0, 21]);
+    let padding = len - fixed;
+    exts.extend_from_slice(&(padding as u16).to_be_bytes());
+    exts.resize(exts.len() + padding, 0);
+    let b = body(&exts);
+    let mut msg = vec![
+        1,
+        (b.len() >> 16) as u8,
+        (b.len() >> 8) as u8,
+        b.len() as u8,
+    ];
+    msg.extend_from_slice(&b);
+    assert_eq!(msg.len(), len);
+    msg
+}
+
+/// The cap measures the handshake message, header and body, never the record headers: a hello
+/// of exactly the cap passes however it is fragmented (in one record stream or in hundreds of
+/// records), one byte more is refused, and as soon as the handshake header is in.
+#[test]
+fn cap_is_exact_on_the_handshake_message() {
+    let cap = DEFAULT_MAX_CLIENT_HELLO;
+    let at_cap = hello_message_of(cap);
+    let over = hello_message_of(cap + 1);
+    for size in [1 << 14, 1000, 97] {
+        let flight = frame(&at_cap, [3, 1], size);
+        assert!(flight.len() > cap, "record headers come on top");
+        match sniff_whole(&flight) {
+            Sniff::Done(hello) => {
+                assert_eq!(hello.server_name.as_deref(), Some(&b"a.example"[..]));
+                assert_eq!(hello.len, flight.len());
+            }
+            other => panic!("records of {size}: {other:?}"),
+        }
+        let refused = Sniff::Invalid(SniffError::TooLarge { len: cap + 1, cap });
+        let flight = frame(&over, [3, 1], size);
+        assert_eq!(sniff_whole(&flight), refused, "records of {size}");
+        // Decided on the first record, before the rest is buffered.
+        assert_eq!(
+            sniff_whole(&flight[..5 + size]),
+            refused,
+            "records of {size}"
+        );
+    }
+    // The handshake header itself split over records: still decided when it is complete.
+    let flight = frame(&over, [3, 1], 1);
+    assert_eq!(sniff_whole(&flight[..4 * 6 - 1]), Sniff::NeedMore);
+    assert_eq!(
+        sniff_whole(&flight[..4 * 6]),
+        Sniff::Invalid(SniffError::TooLarge { len: cap + 1, cap })
+    );
+    // And at a small cap, every split agrees.
+    let small = frame(&hello_message_of(600), [3, 3], 64);
+    for cap in [599, 600] {
+        let whole = TlsSniffer::new(cap).feed(&small);
+        assert_eq!(matches!(whole, Sniff::Done(_)), cap == 600, "{whole:?}");
+        for split in 0..=small.len() {
+            let mut sniffer = TlsSniffer::new(cap);
+            let outcome = match sniffer.feed(&small[..split]) {
+                Sniff::NeedMore => sniffer.feed(&small),
+                first => first,
+            };
+            assert_eq!(outcome, whole, "cap {cap}, split at {split}");
+        }
+    }
 }
