@@ -466,16 +466,18 @@ impl Proxy {
     ) -> Result<Sniffed, Outcome> {
         let mut tls = TlsSniffer::new(self.settings.max_client_hello);
         let mut http = HttpSniffer::new(self.settings.max_http_head);
-        let cap = self
-            .settings
-            .max_client_hello
+        // The wire bytes a hello may take: the cap counts the handshake message only, and each
+        // record adds a 5-byte header to at least one byte of it (the sniffer refuses empty
+        // records), so at most 6 bytes per byte of hello, plus one record. Ordinary hellos in
+        // full records need a few dozen bytes more than the cap; the bound is for the rest.
+        let cap = (self.settings.max_client_hello.saturating_mul(6) + 5 + (1 << 14))
             .max(self.settings.max_http_head);
         // Bytes may be buffered already (after a PROXY header): look at them before reading.
         let mut buffered = !buf.is_empty();
         loop {
             if !buffered {
                 if buf.len() == buf.capacity() {
-                    // Double, but never past the cap (plus one byte, so the sniffer sees the excess).
+                    // Double, but never past the bound (plus one byte, so the sniffer sees the excess).
                     let room = cap.saturating_sub(buf.len()).max(1);
                     buf.reserve(buf.len().max(FIRST_READ).min(room));
                 }
