@@ -24,7 +24,7 @@ pub use lnm_core::Denied;
 /// ```
 /// # async fn demo() {
 /// use lnm_policy::{Allowlist, Policy, Request};
-/// use tower::ServiceExt;
+/// use lnm_policy::tower::ServiceExt;
 ///
 /// let allowlist = Allowlist::builder().external("*.example.com").unwrap().build();
 /// let policy = Policy::new(allowlist.into());
@@ -128,7 +128,7 @@ pub type Enforce<S> = Filter<S, AllowlistHandle>;
 /// ```
 /// # async fn demo() {
 /// use lnm_policy::{Allowlist, Denied, EnforceLayer, Permitted, Reason, Request};
-/// use tower::{ServiceBuilder, ServiceExt, service_fn};
+/// use lnm_policy::tower::{ServiceBuilder, ServiceExt, service_fn};
 ///
 /// let handle = Allowlist::builder().external("ok.example").unwrap().build().into();
 /// let svc = ServiceBuilder::new()
@@ -210,7 +210,7 @@ where
 /// ```
 /// # async fn demo() {
 /// use lnm_policy::{Allowlist, BoxPolicy, Decision, Policy, Reason, Request};
-/// use tower::{ServiceBuilder, ServiceExt};
+/// use lnm_policy::tower::{ServiceBuilder, ServiceExt};
 ///
 /// let allowlist = Allowlist::builder().external("*.example.com").unwrap().build();
 /// // An application layer: `staging.example.com` is closed, whatever the allowlist says.

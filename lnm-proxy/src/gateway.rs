@@ -129,14 +129,14 @@ impl Gateway {
 /// use lnm_core::hop::SharedHop;
 /// use lnm_policy::{Config, Decision, Reason};
 /// use lnm_proxy::Gateway;
-/// use tower::ServiceBuilder;
+/// use lnm_proxy::tower::{ServiceBuilder, layer::layer_fn};
 ///
 /// # async fn run(config: Config) -> std::io::Result<()> {
 /// let gateway = Gateway::builder(config)
 ///     // Around every hop the configuration gives (rebuilt the same way on reload).
 ///     .wrap_hops(|_route, hop: SharedHop| hop)
 ///     // Over every decision of the allowlist.
-///     .policy_layer(tower::layer::layer_fn(|policy| {
+///     .policy_layer(layer_fn(|policy| {
 ///         ServiceBuilder::new()
 ///             .map_response(|d: Decision| d)
 ///             .service(policy)

@@ -39,8 +39,10 @@
 //! use lnm_policy::{Decision, Reason};
 //! use lnm_proxy::sim::{LevelSpec, Network, Topology};
 //!
-//! let closed = tower::layer::layer_fn(|policy| {
-//!     tower::ServiceBuilder::new()
+//! use lnm_proxy::tower::{ServiceBuilder, layer::layer_fn};
+//!
+//! let closed = layer_fn(|policy| {
+//!     ServiceBuilder::new()
 //!         .map_response(|d: Decision| match d {
 //!             Decision::Allow(a) if a.rule.pattern.to_string() == "closed.example.com" => {
 //!                 Decision::Deny(Reason::Policy("closed"))
