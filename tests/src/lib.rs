@@ -46,6 +46,19 @@ pub fn loopback_direct() -> lnm_core::hop::Direct {
     lnm_core::hop::Direct::with_resolver(Loopback).refused_ranges([])
 }
 
+/// Fails the calling test with a precise message when `tool` is not on `PATH`: which test
+/// needs it, which Debian package has it, and the command that installs it. `scripts/test.sh`
+/// (the README's test command) installs every such tool first.
+pub fn require_tool(tool: &str, package: &str, test: &str) {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()));
+    assert!(
+        found,
+        "the test `{test}` drives `{tool}`, which is not on PATH: run `scripts/test.sh` (it \
+         installs the test tools, as root) or `apt-get install {package}`"
+    );
+}
+
 /// Logs to the test output once per binary (`RUST_LOG` picks the level; default `info`).
 pub fn init_logging() {
     static ONCE: Once = Once::new();

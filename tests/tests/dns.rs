@@ -337,6 +337,7 @@ async fn dig(server: SocketAddr, args: &[&str]) -> String {
 
 #[tokio::test]
 async fn dig_interop() {
+    lnm_tests::require_tool("dig", "bind9-dnsutils", "dig_interop");
     let (up, _) = upstream().await;
     let server = forwarding_server(vec![up], Duration::from_secs(2)).await;
     assert_eq!(

@@ -88,6 +88,7 @@ async fn curl(args: &[String]) -> (bool, String, String) {
 
 #[tokio::test]
 async fn curl_through_the_chain() {
+    lnm_tests::require_tool("curl", "curl", "curl_through_the_chain");
     let s = setup("curl").await;
     let port = s.tls.addr.port();
     let https = |name: &str, path: &str| {
@@ -167,6 +168,7 @@ async fn s_client(port: u16, name: &str, ca: &PathBuf, request: &str) -> (String
 
 #[tokio::test]
 async fn openssl_s_client_through_the_chain() {
+    lnm_tests::require_tool("openssl", "openssl", "openssl_s_client_through_the_chain");
     let s = setup("openssl").await;
     let port = s.tls.addr.port();
     let request = "GET /ossl HTTP/1.1\r\nHost: management.azure.com\r\nConnection: close\r\n\r\n";
@@ -187,6 +189,11 @@ async fn openssl_s_client_through_the_chain() {
 /// test CA is not in Chromium's store), hence `--ignore-certificate-errors`.
 #[tokio::test]
 async fn chromium_through_the_chain() {
+    lnm_tests::require_tool(
+        "chromium-headless-shell",
+        "chromium-headless-shell",
+        "chromium_through_the_chain",
+    );
     let s = setup("chromium").await;
     let port = s.tls.addr.port();
     let profile = tempdir("chromium-profile");
