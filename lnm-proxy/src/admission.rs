@@ -258,7 +258,7 @@ pub fn admit(
         // denied; any other error is a policy that could not decide.
         Err(e) => match e.downcast_ref::<lnm_core::Denied>() {
             Some(denied) => return Err(refuse(Outcome::Denied(denied.reason))),
-            None => return Err(refuse(Outcome::PolicyFailed(e.to_string()))),
+            None => return Err(refuse(Outcome::PolicyFailed(Arc::from(e)))),
         },
     };
     // An allowed name is a valid name; a policy layer that allows without a valid name is
@@ -285,7 +285,7 @@ pub fn admit(
 pub fn refuse_connect(connect: &Connect, error: lnm_core::Error) -> Refusal {
     let outcome = match error {
         lnm_core::Error::Denied(denied) => Outcome::Denied(denied.reason),
-        other => Outcome::ConnectFailed(other.to_string()),
+        other => Outcome::ConnectFailed(Arc::new(other)),
     };
     refusal_for(connect, outcome)
 }

@@ -29,6 +29,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{Admin, RenderMetrics};
+use crate::error::{Error, NeedsRestart, ReloadReport};
 use crate::parts::{external_hop, internal_hop};
 use crate::{ConnLimits, Incoming, Observer, Proxy, ProxyServer, ProxySettings};
 
@@ -97,7 +98,7 @@ impl Gateway {
     /// exporter); without it `/metrics` is empty.
     ///
     /// Fails, naming the address, when something cannot be bound.
-    pub async fn start(config: &Config, metrics: Option<RenderMetrics>) -> io::Result<Gateway> {
+    pub async fn start(config: &Config, metrics: Option<RenderMetrics>) -> Result<Gateway, Error> {
         let mut builder = Gateway::builder(config.clone());
         if let Some(render) = metrics {
             builder = builder.metrics(render);
@@ -131,7 +132,7 @@ impl Gateway {
 /// use lnm_proxy::Gateway;
 /// use lnm_proxy::tower::{ServiceBuilder, layer::layer_fn};
 ///
-/// # async fn run(config: Config) -> std::io::Result<()> {
+/// # async fn run(config: Config) -> Result<(), lnm_proxy::Error> {
 /// let gateway = Gateway::builder(config)
 ///     // Around every hop the configuration gives (rebuilt the same way on reload).
 ///     .wrap_hops(|_route, hop: SharedHop| hop)
@@ -234,8 +235,8 @@ impl GatewayBuilder {
         self
     }
 
-    /// Binds and starts the gateway.
-    pub async fn start(self) -> io::Result<Gateway> {
+    /// Binds and starts the gateway; the error names what could not be bound, and where.
+    pub async fn start(self) -> Result<Gateway, Error> {
         let GatewayBuilder {
             config,
             metrics,
@@ -256,36 +257,39 @@ impl GatewayBuilder {
                 .iter()
                 .position(|(bind, _)| *bind == listener.bind)
                 .map(|i| incoming.swap_remove(i).1);
+            let bind_err = |source| Error::Bind {
+                what: "proxy listener",
+                addr: listener.bind,
+                source,
+            };
             let (source, addr) = match given {
                 Some(Incoming::Tcp(tcp)) => {
-                    let addr = tcp.local_addr()?;
+                    let addr = tcp.local_addr().map_err(bind_err)?;
                     own.add_listener(addr);
                     (Incoming::Tcp(tcp), addr)
                 }
                 Some(other) => (other, listener.bind),
                 None => {
-                    let tcp = TcpListener::bind(listener.bind).await.map_err(|e| {
-                        io::Error::new(e.kind(), format!("cannot listen on {}: {e}", listener.bind))
-                    })?;
-                    let addr = tcp.local_addr()?;
+                    let tcp = TcpListener::bind(listener.bind).await.map_err(bind_err)?;
+                    let addr = tcp.local_addr().map_err(bind_err)?;
                     own.add_listener(addr);
                     (Incoming::Tcp(tcp), addr)
                 }
             };
             sources.push((listener, source, addr));
         }
-        if let Some((bind, _)) = incoming.first() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "a connection source was given for {bind}, which is not a listener of the configuration"
-                ),
-            ));
+        if let Some(&(bind, _)) = incoming.first() {
+            return Err(Error::UnknownListener { bind });
         }
         let admin = match &config.admin {
             Some(admin) => {
                 let render = metrics.unwrap_or_else(|| Arc::new(String::new));
-                Some(Admin::start(admin.bind, render).await?)
+                let started = Admin::start(admin.bind, render).await;
+                Some(started.map_err(|source| Error::Bind {
+                    what: "admin endpoint",
+                    addr: admin.bind,
+                    source,
+                })?)
             }
             None => None,
         };
@@ -307,11 +311,20 @@ impl GatewayBuilder {
         #[cfg(feature = "dns")]
         let (dns, resolver) = match &config.dns {
             Some(dns) => {
-                let resolver = crate::parts::dns_resolver(dns, allowlist.clone()).await?;
+                let resolver = crate::parts::dns_resolver(dns, allowlist.clone())
+                    .await
+                    .map_err(|source| Error::DnsUpstream { source })?;
                 if dns_in_process {
                     (None, Some(resolver))
                 } else {
-                    let running = serve_dns(dns, resolver.clone()).await?;
+                    let running =
+                        serve_dns(dns, resolver.clone())
+                            .await
+                            .map_err(|source| Error::Bind {
+                                what: "DNS server",
+                                addr: dns.bind,
+                                source,
+                            })?;
                     (Some(running), Some(resolver))
                 }
             }
@@ -386,9 +399,9 @@ impl Hops {
 }
 
 impl Gateway {
-    /// Applies `new` to the running gateway (see [`Gateway`]). Returns what could
-    /// not be applied without a restart (empty: everything was applied).
-    pub fn reload(&mut self, new: Config) -> Vec<String> {
+    /// Applies `new` to the running gateway (see [`Gateway`]). Reports what could not be
+    /// applied without a restart.
+    pub fn reload(&mut self, new: Config) -> ReloadReport {
         let mut needs_restart = Vec::new();
         self.allowlist.store(new.allowlist());
         let new_listeners = new.effective_listeners();
@@ -404,29 +417,26 @@ impl Gateway {
                     listener.server.replace(proxy);
                     listener.config = updated.clone();
                 }
-                None => {
-                    needs_restart.push(format!("listener {} was removed", listener.config.bind))
-                }
+                None => needs_restart.push(NeedsRestart::ListenerRemoved(listener.config.bind)),
             }
         }
         for added in new_listeners
             .iter()
             .filter(|l| !self.listeners.iter().any(|o| o.config.bind == l.bind))
         {
-            needs_restart.push(format!("listener {} is new", added.bind));
+            needs_restart.push(NeedsRestart::ListenerAdded(added.bind));
         }
         if new.dns != self.config.dns {
-            needs_restart
-                .push("the dns section changed (the allowlist was applied to DNS already)".into());
+            needs_restart.push(NeedsRestart::Dns);
         }
         if new.admin != self.config.admin {
-            needs_restart.push("the admin address changed".into());
+            needs_restart.push(NeedsRestart::Admin);
         }
         if new.limits != self.config.limits {
-            needs_restart.push("connection limits changed".into());
+            needs_restart.push(NeedsRestart::Limits);
         }
         self.config = new;
-        needs_restart
+        ReloadReport { needs_restart }
     }
 
     /// The configuration in force.

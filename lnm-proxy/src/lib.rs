@@ -28,6 +28,7 @@
 //! - `deny.rs`: TLS alerts and HTTP error responses
 //! - `server.rs`: [`ProxyServer`], [`ConnLimits`]
 //! - `settings.rs`: [`ProxySettings`]
+//! - `error.rs`: [`Error`], [`ReloadReport`]
 //! - `admission.rs`: the pure admission functions and the refusal table
 //! - `gateway.rs`: [`Gateway`], [`GatewayBuilder`]: one level (listeners, DNS, admin) from its
 //!   configuration, with reload
@@ -58,6 +59,7 @@
 pub mod admin;
 pub mod admission;
 mod deny;
+mod error;
 mod gateway;
 pub mod parts;
 mod proxy;
@@ -69,6 +71,7 @@ pub mod sim;
 pub mod sniff;
 
 pub use deny::Alert;
+pub use error::{Error, NeedsRestart, ReloadReport};
 #[cfg(feature = "dns")]
 pub use gateway::GatewayResolver;
 pub use gateway::{Gateway, GatewayBuilder, HopWrapper};

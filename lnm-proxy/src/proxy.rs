@@ -56,15 +56,19 @@ pub struct ConnReport {
 }
 
 /// How a connection ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Errors are kept as typed sources (shared, so that a report stays `Clone`): match on
+/// `e.kind()` of an I/O error, or on the variant of a hop's [`lnm_core::Error`]. Two outcomes
+/// are equal when they are the same variant with errors of the same text.
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Outcome {
     /// Allowed and relayed until both sides closed.
     Closed,
     /// Allowed, relayed, then closed for inactivity.
     IdleTimeout,
-    /// Allowed, relayed, then a read or write failed.
-    RelayError(String),
+    /// Allowed, relayed, then a read or write failed (or replaying the hello to the next hop).
+    RelayError(Arc<std::io::Error>),
     /// Denied by the allowlist.
     Denied(Reason),
     /// The hello was invalid.
@@ -72,16 +76,16 @@ pub enum Outcome {
     /// No complete hello within the sniff timeout.
     SniffTimeout,
     /// Reading the hello failed.
-    ReadError(String),
+    ReadError(Arc<std::io::Error>),
     /// Allowed, but the next hop could not be reached.
-    ConnectFailed(String),
+    ConnectFailed(Arc<lnm_core::Error>),
     /// Allowed, but the next hop did not answer within the connect timeout.
     ConnectTimeout {
         /// The timeout that elapsed.
         after: Duration,
     },
     /// The policy service failed (an error of an application's policy layer): refused.
-    PolicyFailed(String),
+    PolicyFailed(Arc<dyn std::error::Error + Send + Sync>),
     /// A child gateway's PROXY v2 header was missing or invalid.
     BadProxyHeader(&'static str),
     /// The connection already passed `limits.maxHops` gateways: a loop, or a chain too long.
@@ -90,6 +94,30 @@ pub enum Outcome {
         hops: u8,
     },
 }
+
+impl PartialEq for Outcome {
+    fn eq(&self, other: &Self) -> bool {
+        use Outcome as O;
+        match (self, other) {
+            (O::Closed, O::Closed)
+            | (O::IdleTimeout, O::IdleTimeout)
+            | (O::SniffTimeout, O::SniffTimeout) => true,
+            (O::RelayError(a), O::RelayError(b)) | (O::ReadError(a), O::ReadError(b)) => {
+                a.kind() == b.kind() && a.to_string() == b.to_string()
+            }
+            (O::ConnectFailed(a), O::ConnectFailed(b)) => a.to_string() == b.to_string(),
+            (O::PolicyFailed(a), O::PolicyFailed(b)) => a.to_string() == b.to_string(),
+            (O::Denied(a), O::Denied(b)) => a == b,
+            (O::BadHello(a), O::BadHello(b)) => a == b,
+            (O::ConnectTimeout { after: a }, O::ConnectTimeout { after: b }) => a == b,
+            (O::BadProxyHeader(a), O::BadProxyHeader(b)) => a == b,
+            (O::TooManyHops { hops: a }, O::TooManyHops { hops: b }) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Outcome {}
 
 impl Outcome {
     /// Whether the connection was allowed (whatever happened next).
@@ -428,7 +456,7 @@ impl Proxy {
                 }
             };
         if let Err(e) = upstream.write_all(&buf).await {
-            report.outcome = Outcome::RelayError(e.to_string());
+            report.outcome = Outcome::RelayError(Arc::new(e));
             return None;
         }
         report.bytes_up = buf.len() as u64;
@@ -454,7 +482,7 @@ impl Proxy {
         report.outcome = match relayed.end {
             RelayEnd::Closed => Outcome::Closed,
             RelayEnd::Idle => Outcome::IdleTimeout,
-            RelayEnd::Error(e) => Outcome::RelayError(e.to_string()),
+            RelayEnd::Error(e) => Outcome::RelayError(Arc::new(e)),
         };
     }
 
@@ -484,7 +512,7 @@ impl Proxy {
                 let n = io
                     .read_buf(buf)
                     .await
-                    .map_err(|e| Outcome::ReadError(e.to_string()))?;
+                    .map_err(|e| Outcome::ReadError(Arc::new(e)))?;
                 if n == 0 {
                     return Err(Outcome::BadHello(SniffError::Truncated { len: buf.len() }));
                 }
@@ -578,7 +606,7 @@ async fn read_proxy_header<R: AsyncRead + Unpin>(
         let n = io
             .read_buf(buf)
             .await
-            .map_err(|e| Outcome::ReadError(e.to_string()))?;
+            .map_err(|e| Outcome::ReadError(Arc::new(e)))?;
         if n == 0 {
             return Err(Outcome::BadProxyHeader(
                 "connection closed inside the PROXY header",

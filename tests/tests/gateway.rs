@@ -58,7 +58,7 @@ async fn reload_keeps_live_connections_and_applies_to_new_ones() {
 
     // Reload: only b.example now.
     let pending = gateway.reload(config("b.example", origin.port(), false));
-    assert!(pending.is_empty(), "{pending:?}");
+    assert!(pending.is_complete(), "{pending:?}");
 
     // The live connection still flows.
     live.write_all(b"still here").await.unwrap();
@@ -188,7 +188,7 @@ async fn reloads_under_load_drop_no_live_connection() {
         assert!(
             gateway
                 .reload(config(name, origin.port(), false))
-                .is_empty()
+                .is_complete()
         );
         for s in &mut live {
             s.write_all(&[round; 32]).await.unwrap();
@@ -201,5 +201,47 @@ async fn reloads_under_load_drop_no_live_connection() {
         }
     }
     drop(live);
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn reload_reports_what_needs_a_restart_and_start_names_what_it_cannot_bind() {
+    use lnm_policy::config::{DomainEntry, Limits, ListenerConfig, ListenerProtocol};
+    use lnm_proxy::NeedsRestart;
+
+    let listen =
+        |ip: &str| ListenerConfig::new(format!("{ip}:0").parse().unwrap(), ListenerProtocol::Tls);
+    let level = || Config::level(4).allow(DomainEntry::external("a.example").unwrap());
+    let mut gateway = Gateway::start(&level().with_listener(listen("127.0.0.1")), None)
+        .await
+        .unwrap();
+    let report = gateway.reload(
+        level()
+            .with_listener(listen("127.0.0.2"))
+            .with_limits(Limits::default().with_max_connections(5)),
+    );
+    assert_eq!(
+        report.needs_restart,
+        vec![
+            NeedsRestart::ListenerRemoved("127.0.0.1:0".parse().unwrap()),
+            NeedsRestart::ListenerAdded("127.0.0.2:0".parse().unwrap()),
+            NeedsRestart::Limits,
+        ]
+    );
+    assert!(!report.is_complete());
+    assert!(
+        report.to_string().contains("connection limits changed"),
+        "{report}"
+    );
+
+    let taken = gateway.addrs()[0];
+    let clash = level().with_listener(ListenerConfig::new(taken, ListenerProtocol::Tls));
+    match Gateway::start(&clash, None).await {
+        Err(lnm_proxy::Error::Bind { what, addr, source }) => {
+            assert_eq!((what, addr), ("proxy listener", taken));
+            assert_eq!(source.kind(), std::io::ErrorKind::AddrInUse);
+        }
+        other => panic!("expected a bind error naming {taken}, got {other:?}"),
+    }
     gateway.shutdown().await;
 }

@@ -216,10 +216,10 @@ async fn run(path: PathBuf, config: Config) -> ExitCode {
                         tracing::warn!(file = %path.display(), "{warning}");
                     }
                     let pending = gateway.reload(loaded.config);
-                    if pending.is_empty() {
+                    if pending.is_complete() {
                         tracing::info!(file = %path.display(), "configuration reloaded");
                     } else {
-                        tracing::warn!(file = %path.display(), not_applied = ?pending, "configuration reloaded; some changes need a restart");
+                        tracing::warn!(file = %path.display(), not_applied = %pending, "configuration reloaded; some changes need a restart");
                     }
                 }
                 Err(e) => tracing::error!("reload rejected, the running configuration stays: {e}"),

@@ -652,6 +652,32 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// Sets `maxConnections`.
+    pub fn with_max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// Sets `maxConnectionsPerSource`.
+    pub fn with_max_connections_per_source(mut self, n: usize) -> Self {
+        self.max_connections_per_source = n;
+        self
+    }
+
+    /// Sets `maxHops`.
+    pub fn with_max_hops(mut self, hops: u8) -> Self {
+        self.max_hops = hops;
+        self
+    }
+
+    /// Sets `maxClientHello` (bytes of the handshake message).
+    pub fn with_max_client_hello(mut self, bytes: usize) -> Self {
+        self.max_client_hello = bytes;
+        self
+    }
+}
+
 /// `relay`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
@@ -698,6 +724,40 @@ impl Default for Timeouts {
             idle: defaults::IDLE_TIMEOUT,
             shutdown_drain: defaults::SHUTDOWN_DRAIN,
         }
+    }
+}
+
+impl RelayConfig {
+    /// Turns the zero-copy relay on or off (`zeroCopy`).
+    pub fn with_zero_copy(mut self, on: bool) -> Self {
+        self.zero_copy = on;
+        self
+    }
+}
+
+impl Timeouts {
+    /// Sets `sniff`.
+    pub fn with_sniff(mut self, timeout: Duration) -> Self {
+        self.sniff = timeout;
+        self
+    }
+
+    /// Sets `connect`.
+    pub fn with_connect(mut self, timeout: Duration) -> Self {
+        self.connect = timeout;
+        self
+    }
+
+    /// Sets `idle`.
+    pub fn with_idle(mut self, timeout: Duration) -> Self {
+        self.idle = timeout;
+        self
+    }
+
+    /// Sets `shutdownDrain`.
+    pub fn with_shutdown_drain(mut self, timeout: Duration) -> Self {
+        self.shutdown_drain = timeout;
+        self
     }
 }
 

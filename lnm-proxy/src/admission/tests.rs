@@ -178,7 +178,7 @@ fn a_failing_policy_refuses_with_internal_error_and_500() {
     let refusal = admit(&arrival, &sniffed, Err(err), &settings()).unwrap_err();
     assert_eq!(
         refusal.outcome,
-        Outcome::PolicyFailed("rate limiter unavailable".into())
+        Outcome::PolicyFailed(Arc::from(BoxError::from("rate limiter unavailable")))
     );
     let answer = refusal.answer.unwrap();
     assert_eq!((answer.alert, answer.status), (Alert::InternalError, 500));
@@ -241,7 +241,7 @@ fn unsniffable_first_flights_are_answered_in_the_protocol_they_look_like() {
     // Silent ends: nothing to say to a client that is gone or said nothing.
     for silent in [
         Outcome::SniffTimeout,
-        Outcome::ReadError("reset".into()),
+        Outcome::ReadError(Arc::new(std::io::ErrorKind::ConnectionReset.into())),
         Outcome::BadProxyHeader("bad signature"),
     ] {
         let refusal = refuse_unsniffed(silent.clone(), ListenerProtocol::Tls, b"", 443);
@@ -256,16 +256,16 @@ fn every_outcome_is_in_the_table() {
     let outcomes = [
         Outcome::Closed,
         Outcome::IdleTimeout,
-        Outcome::RelayError("x".into()),
+        Outcome::RelayError(Arc::new(std::io::Error::other("x"))),
         Outcome::Denied(Reason::NotAllowlisted),
         Outcome::BadHello(SniffError::SslV2),
         Outcome::SniffTimeout,
-        Outcome::ReadError("x".into()),
-        Outcome::ConnectFailed("x".into()),
+        Outcome::ReadError(Arc::new(std::io::Error::other("x"))),
+        Outcome::ConnectFailed(Arc::new(lnm_core::Error::NoDestination { hop: "x" })),
         Outcome::ConnectTimeout {
             after: Duration::from_secs(1),
         },
-        Outcome::PolicyFailed("x".into()),
+        Outcome::PolicyFailed(Arc::from(BoxError::from("x"))),
         Outcome::BadProxyHeader("x"),
         Outcome::TooManyHops { hops: 9 },
     ];

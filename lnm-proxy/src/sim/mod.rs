@@ -80,26 +80,90 @@ pub use topology::{Client, LevelHandle, LevelSpec, Network, Topology, TopologyBu
 /// The TLS crates [`TestPki`] hands out configurations of, at the versions lnm uses.
 pub use {rustls, tokio_rustls};
 
-/// Why a simulation step failed.
+/// Why a simulation step failed. Each variant keeps its cause as a source; the DNS variants
+/// tell a name the level refused from one that found no address upstream.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SimError {
-    /// The topology description is inconsistent.
+    /// The topology description is inconsistent (no level, a level out of range, a port or
+    /// level that does not exist).
     #[error("simulation setup: {0}")]
     Config(String),
+    /// A pattern, name or range of the description is invalid.
+    #[error("simulation setup: {0}")]
+    Invalid(#[source] lnm_core::BoxError),
     /// Creating the test certificates failed.
     #[error("test PKI: {0}")]
-    Pki(String),
-    /// Something could not be bound.
-    #[error("cannot bind {0}: {1}")]
-    Bind(String, #[source] std::io::Error),
-    /// Name resolution through the level's DNS failed or did not give the gateway.
+    Pki(#[source] lnm_core::BoxError),
+    /// An origin or the cloud's DNS could not be bound.
+    #[error("cannot bind {what}: {source}")]
+    Bind {
+        /// What was to listen.
+        what: String,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A level's gateway did not start.
+    #[error("level {level} did not start: {source}")]
+    Start {
+        /// The level.
+        level: u8,
+        /// Why.
+        #[source]
+        source: crate::Error,
+    },
+    /// The level's DNS refused the name (not allowlisted there, and no upstream to ask).
+    #[error("DNS refused {name}")]
+    DnsRefused {
+        /// The name asked.
+        name: String,
+    },
+    /// The level's DNS answered without an address (a name forwarded upstream and not found,
+    /// or a type without records).
+    #[error("DNS: {name}: {rcode} without an address")]
+    DnsNoAddress {
+        /// The name asked.
+        name: String,
+        /// The response code, as text (`NXDOMAIN`, `NOERROR`, `SERVFAIL`...).
+        rcode: String,
+    },
+    /// The name resolved, but not to the level's gateway (the client would bypass the proxy).
+    #[error("DNS: {name} resolved to {addrs:?}, not to the gateway {gateway}")]
+    NotTheGateway {
+        /// The name asked.
+        name: String,
+        /// What it resolved to.
+        addrs: Vec<std::net::IpAddr>,
+        /// The level's gateway.
+        gateway: std::net::IpAddr,
+    },
+    /// The DNS exchange itself failed (no answer, an unreadable answer, no DNS on the level).
     #[error("DNS: {0}")]
     Dns(String),
-    /// The TLS handshake failed (a denial shows here as a received alert).
-    #[error("TLS: {0}")]
-    Tls(String),
+    /// The TLS handshake with `name` failed (a denial shows here as a received alert).
+    #[error("TLS with {name}: {source}")]
+    Tls {
+        /// The server name.
+        name: String,
+        /// The error (a `rustls::Error` inside, for alerts).
+        #[source]
+        source: std::io::Error,
+    },
     /// Connecting, reading or writing failed.
-    #[error("I/O: {0}")]
-    Io(String),
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl SimError {
+    fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> SimError {
+        let context = context.into();
+        move |source| SimError::Io { context, source }
+    }
 }

@@ -51,10 +51,14 @@ pub async fn tls_origin(
 ) -> Result<SocketAddr, SimError> {
     let listener = TcpListener::bind(addr)
         .await
-        .map_err(|e| SimError::Bind(addr.to_string(), e))?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| SimError::Bind(addr.to_string(), e))?;
+        .map_err(|source| SimError::Bind {
+            what: format!("origin {addr}"),
+            source,
+        })?;
+    let bound = listener.local_addr().map_err(|source| SimError::Bind {
+        what: format!("origin {addr}"),
+        source,
+    })?;
     let acceptor = tokio_rustls::TlsAcceptor::from(pki.server.clone());
     tokio::spawn(async move {
         loop {
@@ -79,9 +83,10 @@ pub fn tls_origin_in_memory(
     addr: &str,
     label: &'static str,
 ) -> Result<(), SimError> {
-    let mut listener = net
-        .bind(addr)
-        .map_err(|e| SimError::Bind(addr.to_owned(), io::Error::other(e.to_string())))?;
+    let mut listener = net.bind(addr).map_err(|e| SimError::Bind {
+        what: format!("in-memory origin {addr}"),
+        source: io::Error::other(e),
+    })?;
     let acceptor = tokio_rustls::TlsAcceptor::from(pki.server.clone());
     tokio::spawn(async move {
         while let Some((pipe, _)) = listener.accept().await {

@@ -41,8 +41,8 @@ impl TestPki {
 
     /// A CA and a certificate for `names`.
     pub fn new(names: &[&str]) -> Result<TestPki, SimError> {
-        let pki = |e: rcgen::Error| SimError::Pki(e.to_string());
-        let tls = |e: rustls::Error| SimError::Pki(e.to_string());
+        let pki = |e: rcgen::Error| SimError::Pki(Box::new(e));
+        let tls = |e: rustls::Error| SimError::Pki(Box::new(e));
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(pki)?;
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         ca_params

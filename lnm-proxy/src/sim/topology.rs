@@ -133,12 +133,12 @@ impl LevelSpec {
         let mut config = Config::level(self.level);
         for pattern in &self.allow {
             let entry =
-                DomainEntry::external(pattern).map_err(|e| SimError::Config(e.to_string()))?;
+                DomainEntry::external(pattern).map_err(|e| SimError::Invalid(Box::new(e)))?;
             config = config.allow(entry);
         }
         for (name, port) in services {
             let entry =
-                DomainEntry::internal(name, *port).map_err(|e| SimError::Config(e.to_string()))?;
+                DomainEntry::internal(name, *port).map_err(|e| SimError::Invalid(Box::new(e)))?;
             config = config.allow(entry);
         }
         for cidr in &self.sources {
@@ -147,7 +147,7 @@ impl LevelSpec {
                 Err(_) => cidr
                     .parse::<IpAddr>()
                     .map(ipnet::IpNet::from)
-                    .map_err(|e| SimError::Config(format!("{cidr}: {e}")))?,
+                    .map_err(|e| SimError::Invalid(Box::new(e)))?,
             };
             config = config.with_source_range(net);
         }
@@ -168,10 +168,10 @@ impl LevelSpec {
         if let Some(customize) = &self.customize {
             builder = customize(builder);
         }
-        builder
-            .start()
-            .await
-            .map_err(|e| SimError::Bind(format!("level {}", self.level), e))
+        builder.start().await.map_err(|source| SimError::Start {
+            level: self.level,
+            source,
+        })
     }
 }
 
@@ -256,7 +256,7 @@ async fn start_loopback(
     for name in &spec.cloud {
         cloud_list = cloud_list
             .external(name)
-            .map_err(|e| SimError::Config(e.to_string()))?;
+            .map_err(|e| SimError::Invalid(Box::new(e)))?;
     }
     let cloud_dns = RewriteResolver::new(
         cloud_list.build().into(),
@@ -265,10 +265,14 @@ async fn start_loopback(
     );
     let (udp, tcp) = lnm_dns::bind(SocketAddr::new(level_ip(CLOUD_LEVEL, 53), 0))
         .await
-        .map_err(|e| SimError::Bind("cloud DNS".into(), e))?;
-    let cloud_dns_addr = udp
-        .local_addr()
-        .map_err(|e| SimError::Bind("cloud DNS".into(), e))?;
+        .map_err(|source| SimError::Bind {
+            what: "cloud DNS".into(),
+            source,
+        })?;
+    let cloud_dns_addr = udp.local_addr().map_err(|source| SimError::Bind {
+        what: "cloud DNS".into(),
+        source,
+    })?;
     let cloud_server = lnm_dns::DnsServer::new(cloud_dns, lnm_dns::DnsLimits::default());
     tokio::spawn(async move { cloud_server.serve(udp, tcp).await });
 
@@ -302,9 +306,7 @@ async fn start_loopback(
             }
         }
         for (name, addr) in &services {
-            let name = name
-                .parse()
-                .map_err(|e| SimError::Config(format!("{name}: {e}")))?;
+            let name = name.parse().map_err(|e| SimError::Invalid(Box::new(e)))?;
             resolver = resolver.with_host(name, addr.ip());
         }
         config = config.with_resolver(resolver).with_listener(
@@ -381,9 +383,10 @@ async fn start_in_memory(
             let bind = SocketAddr::new(ip, *port);
             config = config.with_listener(ListenerConfig::new(bind, *protocol));
             let name = format!("l{n}:{port}");
-            let listener = net
-                .bind(name.clone())
-                .map_err(|e| SimError::Bind(name, std::io::Error::other(e.to_string())))?;
+            let listener = net.bind(name.clone()).map_err(|e| SimError::Bind {
+                what: format!("in-memory listener {name}"),
+                source: std::io::Error::other(e),
+            })?;
             incoming.push((bind, Incoming::Memory(listener)));
         }
         config = config.with_dns(DnsConfig::new(SocketAddr::new(ip, 53), vec![ipv4]));
@@ -607,11 +610,11 @@ impl Client<'_> {
         msg.header_mut().set_id(0x5eed);
         msg.header_mut().set_rd(true);
         let mut question = msg.question();
-        let qname = DnsName::<Vec<u8>>::from_str(name)
-            .map_err(|e| SimError::Dns(format!("{name}: {e}")))?;
+        let qname =
+            DnsName::<Vec<u8>>::from_str(name).map_err(|e| SimError::Invalid(Box::new(e)))?;
         question
             .push((qname, Rtype::A))
-            .map_err(|e| SimError::Dns(e.to_string()))?;
+            .map_err(|e| SimError::Invalid(Box::new(e)))?;
         let query = question.finish();
         let answer: Vec<u8> = match (self.level.gateway.dns_resolver(), self.level.dns()) {
             (Some(resolver), None) => {
@@ -632,16 +635,16 @@ impl Client<'_> {
             (_, Some(server)) => {
                 let socket = UdpSocket::bind(SocketAddr::new(self.source().ip(), 0))
                     .await
-                    .map_err(|e| SimError::Io(e.to_string()))?;
+                    .map_err(SimError::io("binding the DNS client"))?;
                 socket
                     .send_to(&query, server)
                     .await
-                    .map_err(|e| SimError::Io(e.to_string()))?;
+                    .map_err(SimError::io(format!("sending to {server}")))?;
                 let mut buf = vec![0u8; 4096];
                 let n = tokio::time::timeout(Duration::from_secs(5), socket.recv(&mut buf))
                     .await
                     .map_err(|_| SimError::Dns(format!("no answer from {server}")))?
-                    .map_err(|e| SimError::Io(e.to_string()))?;
+                    .map_err(SimError::io(format!("receiving from {server}")))?;
                 buf.truncate(n);
                 buf
             }
@@ -656,7 +659,15 @@ impl Client<'_> {
             }
         }
         if ips.is_empty() {
-            return Err(SimError::Dns(format!("{name}: {rcode} with no address")));
+            if rcode == domain::base::iana::Rcode::REFUSED {
+                return Err(SimError::DnsRefused {
+                    name: name.to_owned(),
+                });
+            }
+            return Err(SimError::DnsNoAddress {
+                name: name.to_owned(),
+                rcode: rcode.to_string(),
+            });
         }
         Ok(ips)
     }
@@ -671,18 +682,21 @@ impl Client<'_> {
                 let pipe = net
                     .connect(&format!("l{}:{port}", self.level.level), self.source())
                     .await
-                    .map_err(|e| SimError::Io(e.to_string()))?;
+                    .map_err(|e| SimError::Io {
+                        context: format!("connecting to level {}", self.level.level),
+                        source: std::io::Error::other(e),
+                    })?;
                 Ok(Box::new(pipe))
             }
             _ => {
-                let socket = TcpSocket::new_v4().map_err(|e| SimError::Io(e.to_string()))?;
+                let socket = TcpSocket::new_v4().map_err(SimError::io("a client socket"))?;
                 socket
                     .bind(self.source())
-                    .map_err(|e| SimError::Io(e.to_string()))?;
+                    .map_err(SimError::io(format!("binding {}", self.source())))?;
                 let tcp = socket
                     .connect(proxy)
                     .await
-                    .map_err(|e| SimError::Io(format!("{proxy}: {e}")))?;
+                    .map_err(SimError::io(format!("connecting to {proxy}")))?;
                 Ok(Box::new(tcp))
             }
         }
@@ -693,9 +707,11 @@ impl Client<'_> {
     pub async fn https_get(&self, name: &str, path: &str) -> Result<String, SimError> {
         let ips = self.resolve(name).await?;
         if !ips.contains(&self.level.gateway_ip) {
-            return Err(SimError::Dns(format!(
-                "{name} resolved to {ips:?}, not to the gateway"
-            )));
+            return Err(SimError::NotTheGateway {
+                name: name.to_owned(),
+                addrs: ips,
+                gateway: self.level.gateway_ip,
+            });
         }
         self.https_get_via_proxy(name, self.topology.tls_port, path)
             .await
@@ -712,15 +728,18 @@ impl Client<'_> {
         let io = self.connect(port).await?;
         let connector = tokio_rustls::TlsConnector::from(self.topology.pki.client.clone());
         let server_name =
-            ServerName::try_from(name.to_owned()).map_err(|e| SimError::Tls(e.to_string()))?;
+            ServerName::try_from(name.to_owned()).map_err(|e| SimError::Invalid(Box::new(e)))?;
         let mut tls = connector
             .connect(server_name, io)
             .await
-            .map_err(|e| SimError::Tls(e.to_string()))?;
+            .map_err(|source| SimError::Tls {
+                name: name.to_owned(),
+                source,
+            })?;
         let request = format!("GET {path} HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n");
         tls.write_all(request.as_bytes())
             .await
-            .map_err(|e| SimError::Io(e.to_string()))?;
+            .map_err(SimError::io(format!("sending the request to {name}")))?;
         let mut response = Vec::new();
         let _ = tls.read_to_end(&mut response).await;
         let text = String::from_utf8_lossy(&response).into_owned();
@@ -738,9 +757,11 @@ impl Client<'_> {
             .ok_or_else(|| SimError::Config(format!("no internal service {name}")))?;
         let ips = self.resolve(name).await?;
         if !ips.contains(&self.level.gateway_ip) {
-            return Err(SimError::Dns(format!(
-                "{name} resolved to {ips:?}, not to the gateway"
-            )));
+            return Err(SimError::NotTheGateway {
+                name: name.to_owned(),
+                addrs: ips,
+                gateway: self.level.gateway_ip,
+            });
         }
         self.https_get_via_proxy(name, port, path).await
     }
