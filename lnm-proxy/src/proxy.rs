@@ -413,6 +413,9 @@ impl Proxy {
         };
         report.protocol = sniffed.protocol;
         report.server_name = sniffed.name_text();
+        if let Some(name) = &report.server_name {
+            tracing::Span::current().record("sni", name.as_str());
+        }
 
         let request = Request::new(
             sniffed.server_name.as_deref(),

@@ -248,7 +248,16 @@ impl ProxyServer {
         };
         let proxy = self.proxy.load_full();
         let abort = self.abort.clone();
-        self.tracker.spawn(async move {
+        // One span per connection: every line logged while it lasts carries who and where
+        // (the server name is recorded once sniffed).
+        let span = tracing::info_span!(
+            "conn",
+            %client,
+            listener = %local,
+            level = proxy.settings().level,
+            sni = tracing::field::Empty,
+        );
+        let serving = async move {
             let _slot = slot;
             metrics::gauge!("lnm_connections_active").increment(1.0);
             let _active = ActiveGuard;
@@ -258,7 +267,9 @@ impl ProxyServer {
                     tracing::info!(%client, "connection closed at the end of the shutdown drain");
                 }
             }
-        });
+        };
+        self.tracker
+            .spawn(tracing::Instrument::instrument(serving, span));
     }
 
     fn take_slot(&self, client: SocketAddr) -> Option<Slot> {

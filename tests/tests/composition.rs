@@ -104,7 +104,12 @@ async fn user_gateway_as_level_3(network: Network) {
         host.resolve("open.example.com").await.unwrap(),
         vec![topology.level(3).unwrap().gateway_ip()]
     );
-    assert!(host.resolve("elsewhere.example.net").await.is_err());
+    // Not allowlisted and no upstream: REFUSED, told apart from a name that has no address.
+    let refused = host.resolve("elsewhere.example.net").await;
+    assert!(
+        matches!(&refused, Err(lnm_proxy::sim::SimError::DnsRefused { name }) if name == "elsewhere.example.net"),
+        "{refused:?}"
+    );
     assert_eq!(
         count.load(Ordering::SeqCst),
         2,
@@ -262,4 +267,72 @@ async fn the_rule_logged_is_the_rule_that_decided_even_after_a_reload() {
         );
         assert_eq!(answer, Alert::InternalError.record().to_vec());
     }
+}
+
+/// Captures what a `fmt` subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn every_log_line_of_a_connection_carries_its_span() {
+    use lnm_proxy::{Accepted, ConnLimits, Incoming, ProxyServer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let captured = Captured::default();
+    let sink = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || sink.clone())
+        .finish();
+    // This test's runtime is single-threaded: the default subscriber covers the spawned tasks.
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    let allowlist = Allowlist::builder().external("a.example").unwrap().build();
+    let proxy = Proxy::builder(
+        allowlist.into(),
+        ProxySettings::new(ListenerProtocol::Tls, 443).level(3),
+    )
+    .build();
+    let server = ProxyServer::new(proxy, ConnLimits::default());
+    let (tx, incoming) = Incoming::channel(4);
+    let serving = server.clone();
+    let local = "10.3.0.1:443".parse().unwrap();
+    tokio::spawn(async move { serving.serve_incoming(incoming, local).await });
+    let (mut client, theirs) = tokio::io::duplex(4096);
+    tx.send(Accepted::new(theirs, "10.2.0.7:40000".parse().unwrap()))
+        .await
+        .unwrap();
+    client
+        .write_all(&client_hello(Some(b"blocked.example")))
+        .await
+        .unwrap();
+    client.shutdown().await.unwrap();
+    let mut answer = Vec::new();
+    client.read_to_end(&mut answer).await.unwrap();
+    assert_eq!(answer, Alert::UnrecognizedName.record().to_vec());
+    drop(tx);
+    server.drain(Duration::from_secs(5)).await;
+
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("denied: not allowlisted"))
+        .unwrap_or_else(|| panic!("no decision line in:\n{text}"));
+    assert!(
+        line.contains(
+            "conn{client=10.2.0.7:40000 listener=10.3.0.1:443 level=3 sni=\"blocked.example\"}"
+        ),
+        "{line}"
+    );
 }
