@@ -230,6 +230,7 @@ impl GatewayBuilder {
     /// Builds the DNS rewrite resolver of the `dns` section without binding its address:
     /// the application (or a simulation) asks [`Gateway::dns_resolver`] directly.
     #[cfg(feature = "dns")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dns")))]
     pub fn dns_in_process(mut self) -> Self {
         self.dns_in_process = true;
         self
@@ -471,6 +472,7 @@ impl Gateway {
     /// The DNS rewrite resolver of the `dns` section (bound or not): a tower service to ask
     /// in process.
     #[cfg(feature = "dns")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dns")))]
     pub fn dns_resolver(&self) -> Option<&GatewayResolver> {
         self.resolver.as_ref()
     }

@@ -35,6 +35,11 @@
 //! - `parts.rs`: configuration → hops, DNS resolver
 //! - `admin.rs`: the admin HTTP endpoint (`/metrics`, `/healthz`, `/readyz`)
 //!
+//! Start with a guide: [build your own edge gateway](guide::own_gateway), simulate Purdue
+//! levels in your tests (`guide::simulate`, feature `sim`), [run a level](guide::run_a_level).
+//! lnm logs through `tracing`: nothing is printed until the application installs a subscriber
+//! (`tracing_subscriber::fmt::init()`).
+//!
 //! # Example
 //! A level-3 proxy on loopback that forwards allowlisted TLS connections to its parent:
 //! ```no_run
@@ -55,6 +60,20 @@
 //! # Ok(())
 //! # }
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+/// Guides, one per way of using lnm: each page walks through one job, with code that is
+/// compiled with the crate and a runnable example built in CI.
+pub mod guide {
+    #[doc = include_str!("../guide/own-gateway.md")]
+    pub mod own_gateway {}
+    #[doc = include_str!("../guide/simulate.md")]
+    #[cfg(feature = "sim")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
+    pub mod simulate {}
+    #[doc = include_str!("../guide/run-a-level.md")]
+    pub mod run_a_level {}
+}
 
 pub mod admin;
 pub mod admission;
@@ -67,12 +86,17 @@ mod relay;
 mod server;
 mod settings;
 #[cfg(feature = "sim")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub mod sim;
 pub mod sniff;
 
 pub use deny::Alert;
+/// How a listener learns the server name (TLS, HTTP, or either): what [`ProxySettings`]
+/// takes, beside the sniffers that implement it.
+pub use lnm_policy::config::ListenerProtocol;
 pub use error::{Error, NeedsRestart, ReloadReport};
 #[cfg(feature = "dns")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dns")))]
 pub use gateway::GatewayResolver;
 pub use gateway::{Gateway, GatewayBuilder, HopWrapper};
 pub use proxy::{ConnReport, Observer, Outcome, Proxy, ProxyBuilder};

@@ -68,6 +68,7 @@ pub fn internal_hop(config: &Config) -> Internal {
 /// The rewrite resolver that the `dns` section describes, deciding with `allowlist`: the
 /// configured answers, and a forwarder to `dns.upstream` (REFUSED when there is none).
 #[cfg(feature = "dns")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dns")))]
 pub async fn dns_resolver(
     dns: &lnm_policy::config::DnsConfig,
     allowlist: lnm_policy::AllowlistHandle,

@@ -27,7 +27,7 @@ pub use internal::Internal;
 pub use memory::{Memory, MemoryListener, MemoryNetwork};
 pub use parent::Parent;
 pub use service::{HopRequest, HopService, TowerHop};
-pub use stream::{Io, Stream};
+pub use stream::{BoxedIo, Io, Stream};
 
 /// A hop shared by every listener (and every connection) of a gateway.
 pub type SharedHop = Arc<dyn Hop>;

@@ -15,6 +15,7 @@ mod http;
 mod tls;
 
 pub use http::{HttpHead, HttpSniffer, MAX_HTTP_HEAD};
+pub use lnm_policy::config::ListenerProtocol;
 pub use tls::{ClientHello, DEFAULT_MAX_CLIENT_HELLO, TlsSniffer};
 
 /// The outcome of feeding bytes to a sniffer.
