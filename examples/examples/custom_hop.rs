@@ -14,7 +14,6 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use async_trait::async_trait;
 use lnm_core::{ConnInfo, Error, Hop, Stream, Target};
 use lnm_policy::Allowlist;
 use lnm_policy::config::ListenerProtocol;
@@ -28,7 +27,7 @@ struct ConnectHop {
     proxy: SocketAddr,
 }
 
-#[async_trait]
+#[lnm_core::async_trait]
 impl Hop for ConnectHop {
     async fn connect(&self, target: &Target, info: &ConnInfo) -> Result<Stream, Error> {
         let started = Instant::now();
@@ -135,7 +134,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!("lnm proxy {lnm} -> ConnectHop -> CONNECT proxy -> origin");
 
     let tcp = TcpStream::connect(lnm).await?;
-    let connector = tokio_rustls::TlsConnector::from(pki.client.clone());
+    let connector = pki.connector();
     let mut tls = connector
         .connect("management.azure.com".try_into()?, tcp)
         .await?;
