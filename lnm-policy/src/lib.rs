@@ -63,6 +63,10 @@ mod service;
 
 pub use allowlist::{Allowlist, AllowlistBuilder, Rule, RuleOrigin};
 pub use arc::ARC_DOMAINS;
+/// Address ranges (`10.2.0.0/16`), as `sourceIpRange` and `acceptFrom` hold them.
+pub use lnm_core::IpNet;
+/// The YAML parser whose error [`Error::Parse`] carries (with its line and column).
+pub use serde_saphyr;
 pub use config::{Config, LoadedConfig};
 pub use decision::{Allowed, Decision, Reason, Request, Route};
 pub use error::Error;

@@ -91,6 +91,8 @@ pub mod sim;
 pub mod sniff;
 
 pub use deny::Alert;
+/// Address ranges, as [`ProxySettings::proxy_protocol_from`] holds them.
+pub use lnm_core::IpNet;
 /// How a listener learns the server name (TLS, HTTP, or either): what [`ProxySettings`]
 /// takes, beside the sniffers that implement it.
 pub use lnm_policy::config::ListenerProtocol;
