@@ -98,10 +98,25 @@ async fn main() -> ExitCode {
     // In process: a query built from a name, a response read as an rcode and addresses.
     let client: SocketAddr = LEVEL2_HOST.parse().expect("an address");
     for (name, qtype, rcode, addrs) in [
-        ("management.azure.com", Rtype::A, Rcode::NOERROR, vec![ip("10.3.0.1")]),
-        ("acct.blob.core.windows.net", Rtype::AAAA, Rcode::NOERROR, vec![ip("fd00::3:1")]),
+        (
+            "management.azure.com",
+            Rtype::A,
+            Rcode::NOERROR,
+            vec![ip("10.3.0.1")],
+        ),
+        (
+            "acct.blob.core.windows.net",
+            Rtype::AAAA,
+            Rcode::NOERROR,
+            vec![ip("fd00::3:1")],
+        ),
         // HTTPS records could point clients around the proxy: an empty NOERROR.
-        ("acct.blob.core.windows.net", Rtype::HTTPS, Rcode::NOERROR, vec![]),
+        (
+            "acct.blob.core.windows.net",
+            Rtype::HTTPS,
+            Rcode::NOERROR,
+            vec![],
+        ),
         // Not allowlisted, no upstream: REFUSED.
         ("evil.example", Rtype::A, Rcode::REFUSED, vec![]),
     ] {
@@ -167,7 +182,12 @@ async fn main() -> ExitCode {
 }
 
 /// Asks `service` in process, as `client` would over UDP.
-async fn ask<S>(service: &S, name: &str, qtype: Rtype, client: SocketAddr) -> Result<Response, String>
+async fn ask<S>(
+    service: &S,
+    name: &str,
+    qtype: Rtype,
+    client: SocketAddr,
+) -> Result<Response, String>
 where
     S: Service<DnsRequest, Response = Response, Error = Infallible> + Clone,
 {
@@ -203,7 +223,11 @@ async fn ask_udp(server: SocketAddr, name: &str) -> Result<Vec<IpAddr>, String> 
     buf.truncate(n);
     let response = Response::new(buf);
     if response.id() != Some(query.id()) {
-        return Err(format!("answer under ID {:?}, not {}", response.id(), query.id()));
+        return Err(format!(
+            "answer under ID {:?}, not {}",
+            response.id(),
+            query.id()
+        ));
     }
     match response.rcode() {
         Some(Rcode::NOERROR) => Ok(response.answers()),

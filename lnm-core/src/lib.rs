@@ -64,7 +64,7 @@ pub use error::{BoxError, Error};
 pub use hop::{Hop, Stream};
 pub use name::{MAX_LABEL_LEN, MAX_NAME_LEN, Name, NameBuf, NameError};
 pub use own::OwnAddrs;
-pub use reason::{Denied, Reason};
 pub use random::random_u64;
+pub use reason::{Denied, Reason};
 pub use resolve::{Resolve, StaticHosts, SystemResolver};
 pub use target::{ConnInfo, Protocol, Target};

@@ -58,8 +58,8 @@ impl Cache {
     pub(crate) fn get(&mut self, key: &Key, now: Instant) -> Option<Bytes> {
         match self.entries.get(key) {
             Some(entry) if entry.expires > now => {
-                let age = u32::try_from(now.duration_since(entry.stored).as_secs())
-                    .unwrap_or(u32::MAX);
+                let age =
+                    u32::try_from(now.duration_since(entry.stored).as_secs()).unwrap_or(u32::MAX);
                 if age == 0 {
                     Some(entry.answer.clone())
                 } else {
@@ -418,7 +418,11 @@ mod tests {
         // An explicit TTL (the resolver keeps an empty answer as long as its sibling).
         cache.insert_for(k("e.example"), answer(Rcode::NOERROR, None, None), 5, later);
         assert!(cache.get(&k("e.example"), later).is_some());
-        assert!(cache.get(&k("e.example"), later + Duration::from_secs(5)).is_none());
+        assert!(
+            cache
+                .get(&k("e.example"), later + Duration::from_secs(5))
+                .is_none()
+        );
     }
 
     #[test]

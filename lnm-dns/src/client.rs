@@ -237,7 +237,11 @@ impl Client {
             return Ok(answer);
         }
         let turn = {
-            let mut in_flight = self.inner.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            let mut in_flight = self
+                .inner
+                .in_flight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             match in_flight.get(key) {
                 Some(done) => Turn::Wait(done.clone()),
                 None => {

@@ -95,7 +95,7 @@ pub use message::{EDNS_UDP_SIZE, PLAIN_UDP_SIZE, Query, Rejected, Response};
 pub use resolver::{DnsRequest, Fallback, Refuser, RewriteResolver, Transport};
 pub use rewrite::{Action, RewriteConfig, decide};
 pub use server::{DnsLimits, DnsServer, bind};
-pub use upstream::UpstreamResolver;
 /// The tower crate this crate's services are written for: call them with
 /// `lnm_dns::tower::ServiceExt` and write layers at the same version.
 pub use tower;
+pub use upstream::UpstreamResolver;

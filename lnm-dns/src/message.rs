@@ -170,12 +170,11 @@ impl Query {
     /// # Ok::<(), lnm_dns::Error>(())
     /// ```
     pub fn build(name: &str, qtype: Rtype) -> Result<Query, Error> {
-        let invalid = |source: Box<dyn std::error::Error + Send + Sync + 'static>| {
-            Error::InvalidName {
+        let invalid =
+            |source: Box<dyn std::error::Error + Send + Sync + 'static>| Error::InvalidName {
                 name: name.to_owned(),
                 source,
-            }
-        };
+            };
         let qname =
             domain::base::Name::<Vec<u8>>::from_str(name).map_err(|e| invalid(Box::new(e)))?;
         let mut msg = MessageBuilder::new_vec();

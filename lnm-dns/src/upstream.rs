@@ -123,7 +123,11 @@ impl UpstreamResolver {
                 let server = match answer.source {
                     Source::Upstream(server) => server,
                     // Only NOERROR and NXDOMAIN answers are cached; name a server anyway.
-                    Source::Cache => self.servers().first().copied().unwrap_or(([0; 4], 0).into()),
+                    Source::Cache => self
+                        .servers()
+                        .first()
+                        .copied()
+                        .unwrap_or(([0; 4], 0).into()),
                 };
                 return Err(Error::DnsRcode {
                     server,
