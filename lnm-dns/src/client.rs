@@ -299,6 +299,24 @@ impl Client {
             .len()
     }
 
+    /// Queries sent and waiting for their answer, on every socket.
+    #[cfg(test)]
+    pub(crate) fn pending(&self) -> usize {
+        let waiting = |socket: &UpstreamSocket| {
+            socket
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .len()
+        };
+        self.inner
+            .upstreams
+            .iter()
+            .filter_map(|upstream| upstream.sockets.get())
+            .flat_map(|sockets| sockets.iter().map(waiting))
+            .sum()
+    }
+
     fn cached(&self, key: &Key) -> Option<Answer> {
         let bytes = self
             .inner

@@ -126,3 +126,113 @@ impl Service<DnsRequest> for Forwarder {
         Box::pin(async move { Ok(this.forward(&request).await) })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Query;
+    use crate::resolver::Transport;
+    use domain::base::iana::Class;
+    use domain::base::{Message, MessageBuilder, Rtype};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::net::UdpSocket;
+
+    /// An upstream that answers A queries with 192.0.2.1 after `delay`, first sending a forged
+    /// answer (right ID, another name) when `forge`; counts the queries it gets.
+    async fn upstream(delay: Duration, forge: bool) -> (SocketAddr, Arc<AtomicUsize>) {
+        let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let addr = socket.local_addr().unwrap();
+        let count = Arc::new(AtomicUsize::new(0));
+        let counter = count.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 512];
+            loop {
+                let (n, peer) = socket.recv_from(&mut buf).await.unwrap();
+                counter.fetch_add(1, Ordering::SeqCst);
+                let req = Message::from_octets(buf[..n].to_vec()).unwrap();
+                let socket = socket.clone();
+                tokio::spawn(async move {
+                    if forge {
+                        let mut forged = Query::build("elsewhere.example", Rtype::A)
+                            .unwrap()
+                            .answer(Rcode::NOERROR, 60, &["203.0.113.66".parse().unwrap()])
+                            .as_bytes()
+                            .to_vec();
+                        forged[..2].copy_from_slice(&req.header().id().to_be_bytes());
+                        socket.send_to(&forged, peer).await.unwrap();
+                    }
+                    tokio::time::sleep(delay).await;
+                    let mut answer = MessageBuilder::new_vec()
+                        .start_answer(&req, Rcode::NOERROR)
+                        .unwrap();
+                    let q = req.sole_question().unwrap();
+                    let a = domain::rdata::A::new([192, 0, 2, 1].into());
+                    answer.push((q.qname(), Class::IN, 300, a)).unwrap();
+                    socket.send_to(&answer.finish(), peer).await.unwrap();
+                });
+            }
+        });
+        (addr, count)
+    }
+
+    fn request(name: &str) -> DnsRequest {
+        DnsRequest {
+            query: Query::build(name, Rtype::A).unwrap(),
+            source: "10.2.0.9:5353".parse().unwrap(),
+            transport: Transport::Udp,
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_identical_questions_share_one_upstream_exchange() {
+        let (up, count) = upstream(Duration::from_millis(100), false).await;
+        let forwarder = Forwarder::new(ForwarderConfig::new(vec![up]).cache_entries(0))
+            .await
+            .unwrap();
+        let asks = (0..20).map(|i| {
+            let forwarder = forwarder.clone();
+            // Each asker spells the name its own way and gets its own ID and spelling back.
+            let name = if i % 2 == 0 {
+                "Busy.Example"
+            } else {
+                "busy.example"
+            };
+            tokio::spawn(async move {
+                let request = request(name);
+                let answer = forwarder.forward(&request).await;
+                (request.query.id(), name, answer)
+            })
+        });
+        for ask in futures_util::future::join_all(asks).await {
+            let (id, name, answer) = ask.unwrap();
+            assert_eq!(answer.id(), Some(id));
+            assert_eq!(
+                answer.answers(),
+                ["192.0.2.1".parse::<std::net::IpAddr>().unwrap()]
+            );
+            let msg = Message::from_octets(answer.as_bytes()).unwrap();
+            assert_eq!(msg.sole_question().unwrap().qname().to_string(), name);
+        }
+        assert_eq!(
+            count.load(Ordering::SeqCst),
+            1,
+            "one upstream query for twenty askers (no cache involved)"
+        );
+        assert_eq!(forwarder.client.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_answer_to_another_question_under_the_right_id_is_not_taken() {
+        let (up, _) = upstream(Duration::from_millis(20), true).await;
+        let forwarder = Forwarder::new(ForwarderConfig::new(vec![up]))
+            .await
+            .unwrap();
+        let answer = forwarder.forward(&request("real.example")).await;
+        assert_eq!(
+            answer.answers(),
+            ["192.0.2.1".parse::<std::net::IpAddr>().unwrap()],
+            "the forged answer was dropped, the real one taken"
+        );
+    }
+}

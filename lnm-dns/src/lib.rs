@@ -38,6 +38,35 @@
 //! - `error.rs`: [`Error`]
 //!
 //! # Example
+//! Ask a rewrite resolver in process, as a tower service (the same service a [`DnsServer`]
+//! serves):
+//! ```
+//! use lnm_dns::tower::ServiceExt;
+//! use lnm_dns::{DnsRequest, Query, Rcode, Refuser, RewriteConfig, RewriteResolver, Rtype, Transport};
+//! use lnm_policy::Allowlist;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), lnm_dns::Error> {
+//! let allowlist = Allowlist::builder().external("management.azure.com").unwrap().build();
+//! let answers = RewriteConfig::new(vec!["10.3.0.1".parse().unwrap()], vec![]);
+//! let resolver = RewriteResolver::new(allowlist.into(), answers, Refuser);
+//!
+//! let ask = |name: &str| -> Result<DnsRequest, lnm_dns::Error> {
+//!     Ok(DnsRequest {
+//!         query: Query::build(name, Rtype::A)?,
+//!         source: "10.2.0.7:53000".parse().unwrap(),
+//!         transport: Transport::Udp,
+//!     })
+//! };
+//! let Ok(rewritten) = resolver.clone().oneshot(ask("management.azure.com")?).await;
+//! assert_eq!(rewritten.answers(), ["10.3.0.1".parse::<std::net::IpAddr>().unwrap()]);
+//! let Ok(refused) = resolver.oneshot(ask("elsewhere.example")?).await;
+//! assert_eq!(refused.rcode(), Some(Rcode::REFUSED));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Serve it on a level's address, forwarding the names it does not rewrite:
 //! ```no_run
 //! use lnm_dns::{DnsLimits, DnsServer, Forwarder, ForwarderConfig, RewriteConfig, RewriteResolver};
 //! use lnm_policy::Allowlist;

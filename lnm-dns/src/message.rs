@@ -550,6 +550,115 @@ mod tests {
         assert_eq!(text("x\\000y.example."), "x\\000y.example");
     }
 
+    #[test]
+    fn built_queries_ask_for_one_name_with_recursion() {
+        let q = Query::build("Cloud.Example.", Rtype::A).unwrap();
+        assert_eq!(
+            (q.qname(), q.qtype(), q.qclass()),
+            ("Cloud.Example", Rtype::A, Class::IN)
+        );
+        let msg = Message::from_octets(q.as_bytes()).unwrap();
+        assert!(msg.header().rd() && !msg.header().qr());
+        assert_eq!(msg.header().id(), q.id());
+        assert!(msg.opt().is_none());
+        // IDs are random: sixteen queries do not all share one.
+        let ids: std::collections::HashSet<u16> = (0..16)
+            .map(|_| Query::build("x.example", Rtype::A).unwrap().id())
+            .collect();
+        assert!(ids.len() > 1);
+        assert_eq!(Query::build(".", Rtype::NS).unwrap().qname(), ".");
+        assert_eq!(
+            Query::build("_dmarc.example.com", Rtype::TXT)
+                .unwrap()
+                .qname(),
+            "_dmarc.example.com"
+        );
+        let long_label = format!("{}.example", "a".repeat(64));
+        let long_name = ["abcdefghi"; 26].join(".");
+        for bad in ["", "a..b", &long_label, &long_name, "bücher.example", "x\\"] {
+            let err = Query::build(bad, Rtype::A).unwrap_err();
+            let Error::InvalidName { name, .. } = &err;
+            assert_eq!(name, bad);
+            assert!(std::error::Error::source(&err).is_some(), "{err}");
+        }
+    }
+
+    #[test]
+    fn answers_are_the_addresses_of_the_answer_section() {
+        let q = Query::build("www.example", Rtype::A).unwrap();
+        let mut answer = MessageBuilder::new_vec()
+            .start_answer(&Message::from_octets(q.as_bytes()).unwrap(), Rcode::NOERROR)
+            .unwrap();
+        let www = Name::<Vec<u8>>::from_str("www.example").unwrap();
+        let cdn = Name::<Vec<u8>>::from_str("cdn.example").unwrap();
+        answer
+            .push((&www, Class::IN, 60, domain::rdata::Cname::new(cdn.clone())))
+            .unwrap();
+        answer
+            .push((
+                &cdn,
+                Class::IN,
+                60,
+                domain::rdata::A::new([192, 0, 2, 1].into()),
+            ))
+            .unwrap();
+        answer
+            .push((
+                &cdn,
+                Class::CH,
+                60,
+                domain::rdata::A::new([192, 0, 2, 9].into()),
+            ))
+            .unwrap();
+        let v6: std::net::Ipv6Addr = "2001:db8::1".parse().unwrap();
+        answer
+            .push((&cdn, Class::IN, 60, domain::rdata::Aaaa::new(v6)))
+            .unwrap();
+        // An address in the additional section is not an answer.
+        let mut additional = answer.additional();
+        additional
+            .push((
+                &cdn,
+                Class::IN,
+                60,
+                domain::rdata::A::new([192, 0, 2, 2].into()),
+            ))
+            .unwrap();
+        let response = Response::new(additional.finish());
+        assert_eq!(response.id(), Some(q.id()));
+        assert_eq!(
+            response.answers(),
+            [IpAddr::from([192, 0, 2, 1]), IpAddr::V6(v6)]
+        );
+        // Cut anywhere: never a panic, never an address that is not there.
+        let bytes = response.as_bytes();
+        for cut in 0..bytes.len() {
+            let cut = Response::from(bytes[..cut].to_vec());
+            assert!(cut.answers().len() <= 2);
+        }
+        assert_eq!(Response::new(&b"\x00\x01"[..]).id(), None);
+        assert!(Response::new(&b"junk"[..]).answers().is_empty());
+    }
+
+    #[test]
+    fn forwarded_answers_get_the_asker_id_and_spelling() {
+        let first = Query::parse(query_bytes("BLOB.core.windows.net", Rtype::A, None)).unwrap();
+        let upstream = first.answer(Rcode::NOERROR, 60, &["192.0.2.1".parse().unwrap()]);
+        let mut later = query_bytes("blob.CORE.windows.net", Rtype::A, None);
+        later[..2].copy_from_slice(&[0x12, 0x34]);
+        let later = Query::parse(later).unwrap();
+        let answer = later.with_own_id(upstream.as_bytes());
+        assert_eq!(answer.id(), Some(0x1234));
+        let msg = Message::from_octets(answer.as_bytes()).unwrap();
+        let question = msg.sole_question().unwrap();
+        assert_eq!(question.qname().to_string(), "blob.CORE.windows.net");
+        assert_eq!(answer.answers(), upstream.answers());
+        // Another name (no real upstream answers so): left as it is.
+        let other = Query::parse(query_bytes("other.example", Rtype::A, None)).unwrap();
+        let kept = other.with_own_id(upstream.as_bytes());
+        assert_eq!(&kept.as_bytes()[2..], &upstream.as_bytes()[2..]);
+    }
+
     proptest! {
         #[test]
         fn qname_text_is_the_presentation_format(

@@ -322,6 +322,11 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("did not answer within"), "{err}");
         assert_eq!(resolver.client.in_flight(), 0);
+        assert_eq!(
+            resolver.client.pending(),
+            0,
+            "the dropped lookup left no query behind"
+        );
     }
 
     #[tokio::test]
