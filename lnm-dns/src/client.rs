@@ -556,4 +556,14 @@ mod tests {
         bare[5] = 0;
         assert!(answers_question(&bare, query));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn checking_garbage_never_panics(
+            answer in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            query in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+        ) {
+            let _ = answers_question(&answer, &query);
+        }
+    }
 }

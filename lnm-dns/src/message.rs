@@ -683,6 +683,18 @@ mod tests {
         }
 
         #[test]
+        fn reading_garbage_answers_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let response = Response::new(bytes.clone());
+            let _ = (response.id(), response.rcode(), response.is_truncated());
+            prop_assert!(response.answers().len() <= bytes.len() / 11);
+            let query = Query::build("x.example", Rtype::A).unwrap();
+            let _ = query.with_own_id(&bytes);
+            if let Some(end) = qname_end(&bytes) {
+                prop_assert!(end <= bytes.len());
+            }
+        }
+
+        #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
             if let Ok(q) = Query::parse(Bytes::from(bytes)) {
                 let _ = q.answer(Rcode::NOERROR, 60, &["10.0.0.1".parse().unwrap()]);
