@@ -10,7 +10,11 @@
 //!   [`Direct`](hop::Direct) (real destination), [`Parent`](hop::Parent) (gateway one level up),
 //!   [`Internal`](hop::Internal) (east-west) and [`Memory`](hop::Memory) (in-process network),
 //!   and conversions between hops and tower services;
-//! - the [`Resolve`] trait and its resolvers (system, upstream DNS servers, static hosts);
+//! - the [`Resolve`] trait and its resolvers: the system's ([`SystemResolver`]) and a static
+//!   map ([`StaticHosts`]); the resolver that asks explicit DNS servers is
+//!   `lnm_dns::UpstreamResolver`, built on lnm-dns's one DNS client (this crate holds no DNS
+//!   wire code);
+//! - [`random_u64`]: the random numbers behind DNS query IDs and hash seeds;
 //! - [`OwnAddrs`]: a gateway's own addresses, which hops refuse to dial (loop protection);
 //! - [`Reason`] and [`Denied`]: why a connection was denied, wherever that was decided;
 //! - [`Error`]: why a hop failed.
@@ -19,7 +23,8 @@
 //! - `name.rs`: [`Name`] and [`NameError`]
 //! - `target.rs`: [`Target`], [`ConnInfo`], [`Protocol`]
 //! - `hop/`: the [`Hop`] trait (`mod.rs`), [`Stream`], one file per built-in hop, `service.rs`
-//! - `resolve/`: [`Resolve`], [`SystemResolver`], [`StaticHosts`], [`UpstreamResolver`]
+//! - `resolve.rs`: [`Resolve`], [`SystemResolver`], [`StaticHosts`]
+//! - `random.rs`: [`random_u64`]
 //! - `own.rs`: [`OwnAddrs`]
 //! - `proxy_header.rs`: PROXY protocol v2 between gateways (client address, hop count)
 //! - `reason.rs`: [`Reason`], [`Denied`]
@@ -47,6 +52,7 @@ pub mod hop;
 mod name;
 mod own;
 pub mod proxy_header;
+mod random;
 mod reason;
 pub mod resolve;
 mod target;
@@ -61,6 +67,7 @@ pub use ipnet::{self, IpNet};
 pub use hop::{Hop, Stream};
 pub use name::{MAX_LABEL_LEN, MAX_NAME_LEN, Name, NameBuf, NameError};
 pub use own::OwnAddrs;
+pub use random::random_u64;
 pub use reason::{Denied, Reason};
-pub use resolve::{Resolve, StaticHosts, SystemResolver, UpstreamResolver};
+pub use resolve::{Resolve, StaticHosts, SystemResolver};
 pub use target::{ConnInfo, Protocol, Target};

@@ -1,5 +1,6 @@
-//! A bounded answer cache that honours TTLs, including negative answers (RFC 2308). Answers
-//! served from the cache carry TTLs lowered by the time they spent in it (RFC 1035 §7.4).
+//! The DNS client's answer cache: bounded, honouring TTLs, including negative answers (RFC
+//! 2308). Answers served from the cache carry TTLs lowered by the time they spent in it (RFC
+//! 1035 §7.4).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -12,23 +13,43 @@ use domain::base::{Message, Rtype};
 /// spoke EDNS (answers with and without OPT are not interchangeable).
 pub(crate) type Key = (String, u16, u16, bool);
 
-/// The longest time an answer is kept, whatever its TTL.
-const MAX_TTL: u32 = 86_400;
+/// How often, at most, a full cache looks for expired entries to drop before dropping the
+/// oldest live one (the scan visits every entry).
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+#[derive(Debug)]
+struct Entry {
+    answer: Bytes,
+    stored: Instant,
+    expires: Instant,
+    /// Which insertion this is: the eviction order names entries by key and insertion, so a
+    /// key stored again is not evicted for its earlier insertion.
+    seq: u64,
+}
 
 #[derive(Debug)]
 pub(crate) struct Cache {
-    /// The answer, when it was stored, and when it expires.
-    entries: HashMap<Key, (Bytes, Instant, Instant)>,
-    order: VecDeque<Key>,
+    entries: HashMap<Key, Entry>,
+    /// Keys in insertion order (oldest first), with their insertion; entries that expired or
+    /// were stored again leave stale items, compacted away when the queue grows.
+    order: VecDeque<(Key, u64)>,
     capacity: usize,
+    /// The longest time an answer is kept, whatever its TTL.
+    max_ttl: u32,
+    seq: u64,
+    next_sweep: Option<Instant>,
 }
 
 impl Cache {
-    pub(crate) fn new(capacity: usize) -> Self {
+    /// A cache of up to `capacity` answers (0: none), each kept at most `max_ttl` seconds.
+    pub(crate) fn new(capacity: usize, max_ttl: u32) -> Self {
         Cache {
             entries: HashMap::new(),
             order: VecDeque::new(),
             capacity,
+            max_ttl,
+            seq: 0,
+            next_sweep: None,
         }
     }
 
@@ -36,12 +57,13 @@ impl Cache {
     /// removed.
     pub(crate) fn get(&mut self, key: &Key, now: Instant) -> Option<Bytes> {
         match self.entries.get(key) {
-            Some((bytes, stored, expires)) if *expires > now => {
-                let age = u32::try_from(now.duration_since(*stored).as_secs()).unwrap_or(u32::MAX);
+            Some(entry) if entry.expires > now => {
+                let age =
+                    u32::try_from(now.duration_since(entry.stored).as_secs()).unwrap_or(u32::MAX);
                 if age == 0 {
-                    Some(bytes.clone())
+                    Some(entry.answer.clone())
                 } else {
-                    aged(bytes, age).map(Bytes::from)
+                    aged(&entry.answer, age).map(Bytes::from)
                 }
             }
             Some(_) => {
@@ -52,31 +74,48 @@ impl Cache {
         }
     }
 
-    /// Stores `answer` for as long as its TTLs allow (nothing for TTL 0 or SERVFAIL).
+    /// Stores `answer` for as long as its TTLs allow (nothing for TTL 0, SERVFAIL or a
+    /// truncated answer; see [`cache_ttl`]).
     pub(crate) fn insert(&mut self, key: Key, answer: Bytes, now: Instant) {
-        let Some(ttl) = cache_ttl(&answer) else {
-            return;
-        };
+        if let Some(ttl) = cache_ttl(&answer) {
+            self.insert_for(key, answer, ttl, now);
+        }
+    }
+
+    /// Stores `answer` for `ttl` seconds (at most the cache's longest; nothing for 0). A full
+    /// cache first drops its expired answers, then its oldest.
+    pub(crate) fn insert_for(&mut self, key: Key, answer: Bytes, ttl: u32, now: Instant) {
+        let ttl = ttl.min(self.max_ttl);
         if ttl == 0 || self.capacity == 0 {
             return;
         }
-        while self.entries.len() >= self.capacity {
-            match self.order.pop_front() {
-                Some(old) => {
+        if !self.entries.contains_key(&key) && self.entries.len() >= self.capacity {
+            if self.next_sweep.is_none_or(|at| at <= now) {
+                self.entries.retain(|_, entry| entry.expires > now);
+                self.next_sweep = Some(now + SWEEP_EVERY);
+            }
+            while self.entries.len() >= self.capacity {
+                let Some((old, seq)) = self.order.pop_front() else {
+                    break;
+                };
+                if self.entries.get(&old).is_some_and(|entry| entry.seq == seq) {
                     self.entries.remove(&old);
                 }
-                None => break,
             }
         }
-        if self
-            .entries
-            .insert(
-                key.clone(),
-                (answer, now, now + Duration::from_secs(u64::from(ttl))),
-            )
-            .is_none()
-        {
-            self.order.push_back(key);
+        self.seq += 1;
+        let entry = Entry {
+            answer,
+            stored: now,
+            expires: now + Duration::from_secs(u64::from(ttl)),
+            seq: self.seq,
+        };
+        self.entries.insert(key.clone(), entry);
+        self.order.push_back((key, self.seq));
+        if self.order.len() > 2 * self.capacity + 16 {
+            let entries = &self.entries;
+            self.order
+                .retain(|(key, seq)| entries.get(key).is_some_and(|entry| entry.seq == *seq));
         }
     }
 
@@ -87,7 +126,9 @@ impl Cache {
 }
 
 /// How long an upstream answer may be cached: the smallest answer TTL; for NXDOMAIN or an
-/// empty answer, the SOA's TTL capped by its MINIMUM (RFC 2308). `None`: do not cache.
+/// empty answer, the SOA's TTL capped by its MINIMUM (RFC 2308). `None`: do not cache
+/// (SERVFAIL and other errors, a truncated answer, a negative answer without SOA, bytes that
+/// do not parse). The cache caps what it keeps at its own longest time.
 pub(crate) fn cache_ttl(answer: &[u8]) -> Option<u32> {
     let msg = Message::from_octets(answer).ok()?;
     let rcode = msg.header().rcode();
@@ -114,7 +155,7 @@ pub(crate) fn cache_ttl(answer: &[u8]) -> Option<u32> {
             min = Some(min.map_or(ttl, |m| m.min(ttl)));
         }
     }
-    min.map(|ttl| ttl.min(MAX_TTL))
+    min
 }
 
 /// `answer` with the TTL of every record lowered by `age` seconds (not below 0); the OPT
@@ -216,6 +257,8 @@ mod tests {
         Bytes::from(auth.finish())
     }
 
+    const DAY: u32 = 86_400;
+
     #[test]
     fn ttls_positive_negative_and_uncacheable() {
         assert_eq!(
@@ -234,7 +277,8 @@ mod tests {
         assert_eq!(cache_ttl(&answer(Rcode::NOERROR, None, None)), None);
         assert_eq!(
             cache_ttl(&answer(Rcode::NOERROR, Some(999_999), None)),
-            Some(MAX_TTL)
+            Some(999_999),
+            "the cache caps it, not the reading"
         );
         assert_eq!(cache_ttl(b"\x00\x01garbage"), None);
     }
@@ -256,7 +300,7 @@ mod tests {
 
     #[test]
     fn answers_from_the_cache_carry_their_remaining_ttl() {
-        let mut cache = Cache::new(4);
+        let mut cache = Cache::new(4, DAY);
         let now = Instant::now();
         let k = key("x.example", Rtype::A, Class::IN, false);
         cache.insert(k.clone(), answer(Rcode::NOERROR, Some(300), None), now);
@@ -331,7 +375,7 @@ mod tests {
 
     #[test]
     fn entries_expire_and_capacity_is_bounded() {
-        let mut cache = Cache::new(2);
+        let mut cache = Cache::new(2, DAY);
         let now = Instant::now();
         let k = |n: &str| key(n, Rtype::A, Class::IN, false);
         cache.insert(k("a"), answer(Rcode::NOERROR, Some(10), None), now);
@@ -350,5 +394,57 @@ mod tests {
         assert!(cache.get(&k("c"), now).is_some());
         cache.insert(k("zero"), answer(Rcode::NOERROR, Some(0), None), now);
         assert!(cache.get(&k("zero"), now).is_none(), "TTL 0 is not cached");
+    }
+
+    #[test]
+    fn a_full_cache_drops_expired_then_oldest_entries_and_caps_ttls() {
+        let mut cache = Cache::new(2, 3600);
+        let now = Instant::now();
+        let k = |n: &str| key(n, Rtype::A, Class::IN, false);
+        let a = |ttl| answer(Rcode::NOERROR, Some(ttl), None);
+        cache.insert(k("a.example"), a(10), now);
+        cache.insert(k("b.example"), a(100), now);
+        cache.insert(k("c.example"), a(100), now);
+        assert_eq!(cache.len(), 2);
+        assert!(cache.get(&k("a.example"), now).is_none(), "the oldest went");
+        assert!(cache.get(&k("b.example"), now).is_some());
+        // Both live entries expired: a new answer takes the room of expired ones.
+        let later = now + Duration::from_secs(200);
+        cache.insert(k("d.example"), a(100_000), later);
+        assert!(cache.get(&k("d.example"), later).is_some());
+        assert_eq!(cache.len(), 1, "expired entries were swept");
+        let capped = cache.entries[&k("d.example")].expires;
+        assert_eq!(capped, later + Duration::from_secs(3600), "TTLs are capped");
+        // An explicit TTL (the resolver keeps an empty answer as long as its sibling).
+        cache.insert_for(k("e.example"), answer(Rcode::NOERROR, None, None), 5, later);
+        assert!(cache.get(&k("e.example"), later).is_some());
+        assert!(
+            cache
+                .get(&k("e.example"), later + Duration::from_secs(5))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_key_stored_again_is_not_evicted_for_its_first_insertion_and_order_stays_bounded() {
+        let mut cache = Cache::new(2, DAY);
+        let now = Instant::now();
+        let k = |n: &str| key(n, Rtype::A, Class::IN, false);
+        let a = |ttl| answer(Rcode::NOERROR, Some(ttl), None);
+        cache.insert(k("a"), a(1), now);
+        cache.insert(k("b"), a(100), now);
+        // `a` expires and is stored again: it is now newer than `b`.
+        let later = now + Duration::from_secs(2);
+        assert!(cache.get(&k("a"), later).is_none());
+        cache.insert(k("a"), a(100), later);
+        cache.insert(k("c"), a(100), later);
+        assert!(cache.get(&k("a"), later).is_some(), "the fresh `a` stays");
+        assert!(cache.get(&k("b"), later).is_none(), "`b` is the oldest");
+        // Churn on a few keys never grows the eviction queue without bound.
+        for i in 0..10_000u64 {
+            let at = later + Duration::from_secs(2 * i);
+            cache.insert(k(if i % 2 == 0 { "x" } else { "y" }), a(1), at);
+        }
+        assert!(cache.order.len() <= 2 * 2 + 16, "{}", cache.order.len());
     }
 }

@@ -1,39 +1,24 @@
-//! [`Forwarder`]: asks upstream DNS servers for the names this level does not rewrite.
-//!
-//! Queries go out over a small pool of UDP sockets per upstream (random source ports, random
-//! query IDs, answers matched by ID and source), with a TCP retry when an answer is truncated.
-//! Upstreams are asked in order: one that times out, fails, or answers SERVFAIL/REFUSED moves
-//! the query to the next. Answers are cached as long as their TTLs allow (negative answers
-//! included), in a bounded cache.
+//! [`Forwarder`]: asks upstream DNS servers for the names this level does not rewrite, through
+//! the crate's one DNS client (`client.rs`).
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::hash::{BuildHasher, Hasher, RandomState};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
-use domain::base::Message;
 use domain::base::iana::Rcode;
-use tokio::net::UdpSocket;
-use tokio::sync::oneshot;
 use tower::Service;
 
-use crate::cache::{Cache, key};
+use crate::cache::key;
+use crate::client::{Client, ClientConfig, Source};
 use crate::message::Response;
 use crate::resolver::DnsRequest;
-use crate::udp::{MAX_UDP, Receiver};
 
-/// UDP sockets per upstream.
-const SOCKETS_PER_UPSTREAM: usize = 4;
-
-/// Answers taken by one receive call on an upstream socket.
-const UPSTREAM_BATCH: usize = 8;
+/// The longest a forwarded answer is cached, whatever its TTL: a day.
+const MAX_TTL: u32 = 86_400;
 
 /// Forwarder settings.
 #[derive(Debug, Clone)]
@@ -70,80 +55,31 @@ impl ForwarderConfig {
     }
 }
 
-type Pending = Arc<Mutex<HashMap<u16, oneshot::Sender<Bytes>>>>;
-
-#[derive(Debug)]
-struct UpstreamSocket {
-    socket: Arc<UdpSocket>,
-    pending: Pending,
-    receiver: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for UpstreamSocket {
-    fn drop(&mut self) {
-        self.receiver.abort();
-    }
-}
-
-#[derive(Debug)]
-struct Upstream {
-    addr: SocketAddr,
-    sockets: Vec<UpstreamSocket>,
-}
-
-#[derive(Debug)]
-struct Inner {
-    upstreams: Vec<Upstream>,
-    timeout: Duration,
-    cache: Mutex<Cache>,
-}
-
-/// Forwards queries upstream: a small pool of UDP sockets per upstream (random ports and IDs),
-/// TCP retry on truncation, upstreams in order, a bounded cache honouring TTLs (negative answers
-/// included). Cloning shares sockets and cache.
+/// Forwards queries upstream, as they came (under its own random IDs): upstreams in order
+/// (one that times out, fails, or answers SERVFAIL/REFUSED moves the query to the next), a
+/// small pool of UDP sockets per upstream (random ports), TCP retry on truncation, a bounded
+/// cache honouring TTLs (negative answers included, TTLs lowered by their age when served),
+/// one upstream exchange for concurrent identical questions. SERVFAIL when every upstream
+/// failed. Cloning shares sockets and cache.
+///
+/// The same client is the [`UpstreamResolver`](crate::UpstreamResolver) of a top-level
+/// gateway.
 #[derive(Debug, Clone)]
 pub struct Forwarder {
-    inner: Arc<Inner>,
-}
-
-fn random_u64() -> u64 {
-    let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u8(0);
-    hasher.finish()
+    client: Client,
 }
 
 impl Forwarder {
     /// Opens the upstream sockets (on the current tokio runtime).
     pub async fn new(config: ForwarderConfig) -> io::Result<Forwarder> {
-        let mut upstreams = Vec::new();
-        for addr in config.upstreams {
-            let mut sockets = Vec::new();
-            for _ in 0..SOCKETS_PER_UPSTREAM {
-                let bind: SocketAddr = if addr.is_ipv4() {
-                    ([0, 0, 0, 0], 0).into()
-                } else {
-                    ([0u16; 8], 0).into()
-                };
-                let socket = Arc::new(UdpSocket::bind(bind).await?);
-                socket.connect(addr).await?;
-                let pending: Pending = Arc::default();
-                let receiver = tokio::spawn(receive(socket.clone(), pending.clone()));
-                sockets.push(UpstreamSocket {
-                    socket,
-                    pending,
-                    receiver,
-                });
-            }
-            upstreams.push(Upstream { addr, sockets });
-        }
-        let cache = Mutex::new(Cache::new(config.cache_entries));
-        Ok(Forwarder {
-            inner: Arc::new(Inner {
-                upstreams,
-                timeout: config.timeout,
-                cache,
-            }),
-        })
+        let client = Client::new(ClientConfig {
+            upstreams: config.upstreams,
+            timeout: config.timeout,
+            cache_entries: config.cache_entries,
+            max_ttl: MAX_TTL,
+        });
+        client.open().await?;
+        Ok(Forwarder { client })
     }
 
     /// Answers `request` from the cache or the upstreams; SERVFAIL when every upstream failed.
@@ -155,126 +91,25 @@ impl Forwarder {
             query.qclass(),
             query.edns_udp_size().is_some(),
         );
-        let cached = self
-            .inner
-            .cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key, Instant::now());
-        if let Some(answer) = cached {
-            metrics::counter!("lnm_dns_cache_hits_total").increment(1);
-            return query.with_own_id(&answer);
-        }
-        for upstream in &self.inner.upstreams {
-            match self.ask(upstream, query.as_bytes()).await {
-                Ok(answer) => {
-                    let rcode = Message::from_octets(answer.as_ref()).map(|m| m.header().rcode());
-                    if matches!(rcode, Ok(Rcode::SERVFAIL | Rcode::REFUSED)) {
-                        tracing::debug!(upstream = %upstream.addr, qname = query.qname(), "upstream answered {rcode:?}, trying the next");
-                        continue;
-                    }
-                    self.inner
-                        .cache
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(key, answer.clone(), Instant::now());
-                    return query.with_own_id(&answer);
+        match self.client.ask(&key, query.as_bytes()).await {
+            Ok(answer) => {
+                if answer.source == Source::Cache {
+                    metrics::counter!("lnm_dns_cache_hits_total").increment(1);
                 }
-                Err(e) => {
-                    tracing::debug!(upstream = %upstream.addr, qname = query.qname(), error = %e, "upstream failed, trying the next");
-                }
+                query.with_own_id(&answer.bytes)
             }
-        }
-        metrics::counter!("lnm_dns_upstream_failures_total").increment(1);
-        tracing::warn!(
-            qname = query.qname(),
-            upstreams = self.inner.upstreams.len(),
-            "every DNS upstream failed; SERVFAIL"
-        );
-        query.empty(Rcode::SERVFAIL)
-    }
-
-    /// One exchange with one upstream: UDP, then TCP if the answer is truncated.
-    async fn ask(&self, upstream: &Upstream, query: &[u8]) -> io::Result<Bytes> {
-        let r = random_u64();
-        let socket = &upstream.sockets[(r as usize) % upstream.sockets.len()];
-        let (tx, rx) = oneshot::channel();
-        let id = {
-            let mut pending = socket.pending.lock().unwrap_or_else(|e| e.into_inner());
-            let mut id = (r >> 16) as u16;
-            while pending.contains_key(&id) {
-                id = id.wrapping_add(1);
-            }
-            pending.insert(id, tx);
-            id
-        };
-        let mut out = query.to_vec();
-        out[..2].copy_from_slice(&id.to_be_bytes());
-        let result = tokio::time::timeout(self.inner.timeout, async {
-            socket.socket.send(&out).await?;
-            rx.await
-                .map_err(|_| io::Error::other("upstream receiver stopped"))
-        })
-        .await;
-        socket
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
-        let answer = match result {
-            Ok(answer) => answer?,
-            Err(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!(
-                        "no answer from {} within {:?}",
-                        upstream.addr, self.inner.timeout
-                    ),
-                ));
-            }
-        };
-        if Message::from_octets(answer.as_ref()).is_ok_and(|m| m.header().tc()) {
-            return tokio::time::timeout(self.inner.timeout, tcp_exchange(upstream.addr, &out))
-                .await
-                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TCP retry timed out"))?;
-        }
-        Ok(answer)
-    }
-}
-
-/// Dispatches the answers arriving on one upstream socket to the queries waiting for them,
-/// taking every answer waiting on the socket at once.
-async fn receive(socket: Arc<UdpSocket>, pending: Pending) {
-    let mut receiver = Receiver::new(UPSTREAM_BATCH, MAX_UDP);
-    loop {
-        let count = match receiver.recv(&socket).await {
-            Ok(count) => count,
-            // ICMP port unreachable and the like: the waiting query times out.
-            Err(_) => continue,
-        };
-        let mut pending = pending.lock().unwrap_or_else(|e| e.into_inner());
-        for i in 0..count {
-            let (datagram, answer) = receiver.get(i);
-            if datagram.truncated || answer.len() < 12 || answer[2] & 0x80 == 0 {
-                continue;
-            }
-            let id = u16::from_be_bytes([answer[0], answer[1]]);
-            if let Some(waiter) = pending.remove(&id) {
-                let _ = waiter.send(Bytes::copy_from_slice(answer));
+            Err(failure) => {
+                metrics::counter!("lnm_dns_upstream_failures_total").increment(1);
+                tracing::warn!(
+                    qname = query.qname(),
+                    upstreams = ?self.client.servers(),
+                    last_error = %failure,
+                    "every DNS upstream failed; SERVFAIL"
+                );
+                query.empty(Rcode::SERVFAIL)
             }
         }
     }
-}
-
-async fn tcp_exchange(server: SocketAddr, query: &[u8]) -> io::Result<Bytes> {
-    let buf = lnm_core::resolve::tcp_exchange(server, query).await?;
-    if buf.len() < 2 || buf[..2] != query[..2] {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "TCP answer does not match the query",
-        ));
-    }
-    Ok(Bytes::from(buf))
 }
 
 impl Service<DnsRequest> for Forwarder {
@@ -289,5 +124,115 @@ impl Service<DnsRequest> for Forwarder {
     fn call(&mut self, request: DnsRequest) -> Self::Future {
         let this = self.clone();
         Box::pin(async move { Ok(this.forward(&request).await) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Query;
+    use crate::resolver::Transport;
+    use domain::base::iana::Class;
+    use domain::base::{Message, MessageBuilder, Rtype};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::net::UdpSocket;
+
+    /// An upstream that answers A queries with 192.0.2.1 after `delay`, first sending a forged
+    /// answer (right ID, another name) when `forge`; counts the queries it gets.
+    async fn upstream(delay: Duration, forge: bool) -> (SocketAddr, Arc<AtomicUsize>) {
+        let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let addr = socket.local_addr().unwrap();
+        let count = Arc::new(AtomicUsize::new(0));
+        let counter = count.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 512];
+            loop {
+                let (n, peer) = socket.recv_from(&mut buf).await.unwrap();
+                counter.fetch_add(1, Ordering::SeqCst);
+                let req = Message::from_octets(buf[..n].to_vec()).unwrap();
+                let socket = socket.clone();
+                tokio::spawn(async move {
+                    if forge {
+                        let mut forged = Query::build("elsewhere.example", Rtype::A)
+                            .unwrap()
+                            .answer(Rcode::NOERROR, 60, &["203.0.113.66".parse().unwrap()])
+                            .as_bytes()
+                            .to_vec();
+                        forged[..2].copy_from_slice(&req.header().id().to_be_bytes());
+                        socket.send_to(&forged, peer).await.unwrap();
+                    }
+                    tokio::time::sleep(delay).await;
+                    let mut answer = MessageBuilder::new_vec()
+                        .start_answer(&req, Rcode::NOERROR)
+                        .unwrap();
+                    let q = req.sole_question().unwrap();
+                    let a = domain::rdata::A::new([192, 0, 2, 1].into());
+                    answer.push((q.qname(), Class::IN, 300, a)).unwrap();
+                    socket.send_to(&answer.finish(), peer).await.unwrap();
+                });
+            }
+        });
+        (addr, count)
+    }
+
+    fn request(name: &str) -> DnsRequest {
+        DnsRequest {
+            query: Query::build(name, Rtype::A).unwrap(),
+            source: "10.2.0.9:5353".parse().unwrap(),
+            transport: Transport::Udp,
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_identical_questions_share_one_upstream_exchange() {
+        let (up, count) = upstream(Duration::from_millis(100), false).await;
+        let forwarder = Forwarder::new(ForwarderConfig::new(vec![up]).cache_entries(0))
+            .await
+            .unwrap();
+        let asks = (0..20).map(|i| {
+            let forwarder = forwarder.clone();
+            // Each asker spells the name its own way and gets its own ID and spelling back.
+            let name = if i % 2 == 0 {
+                "Busy.Example"
+            } else {
+                "busy.example"
+            };
+            tokio::spawn(async move {
+                let request = request(name);
+                let answer = forwarder.forward(&request).await;
+                (request.query.id(), name, answer)
+            })
+        });
+        for ask in futures_util::future::join_all(asks).await {
+            let (id, name, answer) = ask.unwrap();
+            assert_eq!(answer.id(), Some(id));
+            assert_eq!(
+                answer.answers(),
+                ["192.0.2.1".parse::<std::net::IpAddr>().unwrap()]
+            );
+            let msg = Message::from_octets(answer.as_bytes()).unwrap();
+            assert_eq!(msg.sole_question().unwrap().qname().to_string(), name);
+        }
+        assert_eq!(
+            count.load(Ordering::SeqCst),
+            1,
+            "one upstream query for twenty askers (no cache involved)"
+        );
+        assert_eq!(forwarder.client.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_answer_to_another_question_under_the_right_id_is_not_taken() {
+        let (up, _) = upstream(Duration::from_millis(20), true).await;
+        let forwarder = Forwarder::new(ForwarderConfig::new(vec![up]))
+            .await
+            .unwrap();
+        let answer = forwarder.forward(&request("real.example")).await;
+        assert_eq!(
+            answer.answers(),
+            ["192.0.2.1".parse::<std::net::IpAddr>().unwrap()],
+            "the forged answer was dropped, the real one taken"
+        );
     }
 }

@@ -1,11 +1,16 @@
-//! lnm-dns's own request and response types, so the wire-format crate (`domain`) stays behind
-//! this module and could be swapped without touching the resolver.
+//! lnm-dns's own query and response types. The wire format is read and written with the
+//! `domain` crate (NLnet Labs); the few `domain` types these signatures expose ([`Rtype`],
+//! [`Class`], [`Rcode`]) are re-exported by the crate, and so is `domain` itself.
 
 use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
 
 use bytes::Bytes;
 use domain::base::iana::{Class, Opcode, Rcode};
 use domain::base::{Message, MessageBuilder, Rtype};
+
+use crate::Error;
 
 /// The EDNS UDP payload size lnm advertises (the DNS flag day 2020 recommendation).
 pub const EDNS_UDP_SIZE: u16 = 1232;
@@ -45,13 +50,86 @@ pub enum Rejected {
 }
 
 /// A DNS answer on the wire.
+///
+/// What a DNS service answers; also a way to read an answer that came from elsewhere (a
+/// socket, a file): `Response::new(bytes)`, then [`rcode`](Self::rcode) and
+/// [`answers`](Self::answers).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response(pub Bytes);
 
+impl From<Bytes> for Response {
+    fn from(bytes: Bytes) -> Self {
+        Response(bytes)
+    }
+}
+
+impl From<Vec<u8>> for Response {
+    fn from(bytes: Vec<u8>) -> Self {
+        Response(Bytes::from(bytes))
+    }
+}
+
 impl Response {
+    /// The answer held in `bytes` (a `Vec<u8>`, a [`Bytes`], a `&'static [u8]`). Nothing is
+    /// checked here: the readers below answer `None` or nothing for bytes that are not a DNS
+    /// message.
+    pub fn new(bytes: impl Into<Bytes>) -> Response {
+        Response(bytes.into())
+    }
+
     /// The wire bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
+    }
+
+    /// The message ID, if the bytes hold a header.
+    pub fn id(&self) -> Option<u16> {
+        Message::from_octets(self.0.as_ref())
+            .ok()
+            .map(|m| m.header().id())
+    }
+
+    /// The addresses of the answer section: its A and AAAA records of class IN, in the order
+    /// they appear (other records, such as the CNAMEs on the way, are skipped). Empty for an
+    /// answer without addresses (NXDOMAIN, REFUSED, an empty NOERROR) and for bytes that are
+    /// not a DNS message; reading stops at the first record that does not parse.
+    ///
+    /// ```
+    /// use lnm_dns::{Query, Rcode, Rtype};
+    ///
+    /// let query = Query::build("management.azure.com", Rtype::A)?;
+    /// let response = query.answer(Rcode::NOERROR, 60, &["10.3.0.1".parse().unwrap()]);
+    /// assert_eq!(response.rcode(), Some(Rcode::NOERROR));
+    /// assert_eq!(response.answers(), ["10.3.0.1".parse::<std::net::IpAddr>().unwrap()]);
+    /// assert!(query.empty(Rcode::REFUSED).answers().is_empty());
+    /// # Ok::<(), lnm_dns::Error>(())
+    /// ```
+    pub fn answers(&self) -> Vec<IpAddr> {
+        let mut addrs = Vec::new();
+        let Ok(msg) = Message::from_octets(self.0.as_ref()) else {
+            return addrs;
+        };
+        let Ok(section) = msg.answer() else {
+            return addrs;
+        };
+        for record in section {
+            let Ok(record) = record else { break };
+            if record.class() != Class::IN {
+                continue;
+            }
+            match record.rtype() {
+                Rtype::A => match record.to_record::<domain::rdata::A>() {
+                    Ok(Some(a)) => addrs.push(IpAddr::V4(a.data().addr())),
+                    _ => break,
+                },
+                Rtype::AAAA => match record.to_record::<domain::rdata::Aaaa>() {
+                    Ok(Some(aaaa)) => addrs.push(IpAddr::V6(aaaa.data().addr())),
+                    _ => break,
+                },
+                _ => {}
+            }
+        }
+        addrs
     }
 
     /// The response code, if the bytes hold a header.
@@ -68,10 +146,52 @@ impl Response {
 }
 
 impl Query {
-    /// Parses a query; anything that is not exactly one question of a standard QUERY is
-    /// rejected with FORMERR/NOTIMP (or dropped when it has no header or is a response).
-    pub fn parse(bytes: Bytes) -> Result<Query, Rejected> {
-        let msg = Message::from_octets(bytes).map_err(|_| Rejected::Drop)?;
+    /// A query for the `qtype` records of `name`, as a stub resolver sends it: one question of
+    /// class IN, recursion desired, a random ID, no EDNS. `name` is in presentation format
+    /// (`www.example.com`; a trailing dot is optional, `\.` and `\DDD` escapes are read).
+    ///
+    /// Ask a DNS service with it (as [`DnsRequest::query`](crate::DnsRequest)), or send
+    /// [`as_bytes`](Self::as_bytes) to a DNS server.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`] when `name` is not a DNS name (an empty label, a label over 63
+    /// bytes, a name over 255 bytes, a bad escape, a non-ASCII character).
+    ///
+    /// ```
+    /// use lnm_dns::{Class, Query, Rtype};
+    ///
+    /// let query = Query::build("Management.Azure.com.", Rtype::AAAA)?;
+    /// assert_eq!(query.qname(), "Management.Azure.com");
+    /// assert_eq!((query.qtype(), query.qclass()), (Rtype::AAAA, Class::IN));
+    /// assert_eq!(query.edns_udp_size(), None);
+    ///
+    /// let err = Query::build("two..dots.example", Rtype::A).unwrap_err();
+    /// assert!(err.to_string().contains("two..dots.example"), "{err}");
+    /// # Ok::<(), lnm_dns::Error>(())
+    /// ```
+    pub fn build(name: &str, qtype: Rtype) -> Result<Query, Error> {
+        let invalid =
+            |source: Box<dyn std::error::Error + Send + Sync + 'static>| Error::InvalidName {
+                name: name.to_owned(),
+                source,
+            };
+        let qname =
+            domain::base::Name::<Vec<u8>>::from_str(name).map_err(|e| invalid(Box::new(e)))?;
+        let mut msg = MessageBuilder::new_vec();
+        msg.header_mut().set_id(lnm_core::random_u64() as u16);
+        msg.header_mut().set_rd(true);
+        let mut question = msg.question();
+        question
+            .push((qname, qtype))
+            .map_err(|e| invalid(Box::new(e)))?;
+        Query::parse(question.finish()).map_err(|_| invalid("it does not make a query".into()))
+    }
+
+    /// Parses a query (from a `Vec<u8>`, a [`Bytes`], a `&'static [u8]`); anything that is not
+    /// exactly one question of a standard QUERY is rejected with FORMERR/NOTIMP (or dropped
+    /// when it has no header or is a response).
+    pub fn parse(bytes: impl Into<Bytes>) -> Result<Query, Rejected> {
+        let msg = Message::from_octets(bytes.into()).map_err(|_| Rejected::Drop)?;
         let header = msg.header();
         if header.qr() {
             return Err(Rejected::Drop);
@@ -216,13 +336,43 @@ impl Query {
         Response(Bytes::from(truncated))
     }
 
-    /// `upstream_answer` with this query's ID (the forwarder asks upstream with its own IDs).
+    /// `upstream_answer` with this query's ID (the forwarder asks upstream with its own IDs)
+    /// and this query's spelling of the name in its question: an answer from the cache, or
+    /// shared by a lookup under way, echoes the case of whoever asked first, and resolvers
+    /// that randomise the case of their queries check it.
     pub fn with_own_id(&self, upstream_answer: &[u8]) -> Response {
         let mut bytes = upstream_answer.to_vec();
         if bytes.len() >= 2 {
             bytes[..2].copy_from_slice(&self.id().to_be_bytes());
         }
+        let ours = self.as_bytes();
+        if let Some(end) = qname_end(ours) {
+            if bytes.get(4..6) == Some(&[0, 1][..]) {
+                if let Some(theirs) = bytes.get_mut(12..end) {
+                    if theirs.eq_ignore_ascii_case(&ours[12..end]) {
+                        theirs.copy_from_slice(&ours[12..end]);
+                    }
+                }
+            }
+        }
         Response(Bytes::from(bytes))
+    }
+}
+
+/// Where the name of a message's first question ends (the offset after its root label), for
+/// a message with a question; `None` when the name runs past the message or is compressed
+/// (no first name can be, but bytes from the network may say anything).
+pub(crate) fn qname_end(msg: &[u8]) -> Option<usize> {
+    let mut at = 12;
+    loop {
+        let len = usize::from(*msg.get(at)?);
+        if len == 0 {
+            return Some(at + 1);
+        }
+        if len > 63 {
+            return None;
+        }
+        at += 1 + len;
     }
 }
 
@@ -400,6 +550,115 @@ mod tests {
         assert_eq!(text("x\\000y.example."), "x\\000y.example");
     }
 
+    #[test]
+    fn built_queries_ask_for_one_name_with_recursion() {
+        let q = Query::build("Cloud.Example.", Rtype::A).unwrap();
+        assert_eq!(
+            (q.qname(), q.qtype(), q.qclass()),
+            ("Cloud.Example", Rtype::A, Class::IN)
+        );
+        let msg = Message::from_octets(q.as_bytes()).unwrap();
+        assert!(msg.header().rd() && !msg.header().qr());
+        assert_eq!(msg.header().id(), q.id());
+        assert!(msg.opt().is_none());
+        // IDs are random: sixteen queries do not all share one.
+        let ids: std::collections::HashSet<u16> = (0..16)
+            .map(|_| Query::build("x.example", Rtype::A).unwrap().id())
+            .collect();
+        assert!(ids.len() > 1);
+        assert_eq!(Query::build(".", Rtype::NS).unwrap().qname(), ".");
+        assert_eq!(
+            Query::build("_dmarc.example.com", Rtype::TXT)
+                .unwrap()
+                .qname(),
+            "_dmarc.example.com"
+        );
+        let long_label = format!("{}.example", "a".repeat(64));
+        let long_name = ["abcdefghi"; 26].join(".");
+        for bad in ["", "a..b", &long_label, &long_name, "bücher.example", "x\\"] {
+            let err = Query::build(bad, Rtype::A).unwrap_err();
+            let Error::InvalidName { name, .. } = &err;
+            assert_eq!(name, bad);
+            assert!(std::error::Error::source(&err).is_some(), "{err}");
+        }
+    }
+
+    #[test]
+    fn answers_are_the_addresses_of_the_answer_section() {
+        let q = Query::build("www.example", Rtype::A).unwrap();
+        let mut answer = MessageBuilder::new_vec()
+            .start_answer(&Message::from_octets(q.as_bytes()).unwrap(), Rcode::NOERROR)
+            .unwrap();
+        let www = Name::<Vec<u8>>::from_str("www.example").unwrap();
+        let cdn = Name::<Vec<u8>>::from_str("cdn.example").unwrap();
+        answer
+            .push((&www, Class::IN, 60, domain::rdata::Cname::new(cdn.clone())))
+            .unwrap();
+        answer
+            .push((
+                &cdn,
+                Class::IN,
+                60,
+                domain::rdata::A::new([192, 0, 2, 1].into()),
+            ))
+            .unwrap();
+        answer
+            .push((
+                &cdn,
+                Class::CH,
+                60,
+                domain::rdata::A::new([192, 0, 2, 9].into()),
+            ))
+            .unwrap();
+        let v6: std::net::Ipv6Addr = "2001:db8::1".parse().unwrap();
+        answer
+            .push((&cdn, Class::IN, 60, domain::rdata::Aaaa::new(v6)))
+            .unwrap();
+        // An address in the additional section is not an answer.
+        let mut additional = answer.additional();
+        additional
+            .push((
+                &cdn,
+                Class::IN,
+                60,
+                domain::rdata::A::new([192, 0, 2, 2].into()),
+            ))
+            .unwrap();
+        let response = Response::new(additional.finish());
+        assert_eq!(response.id(), Some(q.id()));
+        assert_eq!(
+            response.answers(),
+            [IpAddr::from([192, 0, 2, 1]), IpAddr::V6(v6)]
+        );
+        // Cut anywhere: never a panic, never an address that is not there.
+        let bytes = response.as_bytes();
+        for cut in 0..bytes.len() {
+            let cut = Response::from(bytes[..cut].to_vec());
+            assert!(cut.answers().len() <= 2);
+        }
+        assert_eq!(Response::new(&b"\x00\x01"[..]).id(), None);
+        assert!(Response::new(&b"junk"[..]).answers().is_empty());
+    }
+
+    #[test]
+    fn forwarded_answers_get_the_asker_id_and_spelling() {
+        let first = Query::parse(query_bytes("BLOB.core.windows.net", Rtype::A, None)).unwrap();
+        let upstream = first.answer(Rcode::NOERROR, 60, &["192.0.2.1".parse().unwrap()]);
+        let mut later = query_bytes("blob.CORE.windows.net", Rtype::A, None);
+        later[..2].copy_from_slice(&[0x12, 0x34]);
+        let later = Query::parse(later).unwrap();
+        let answer = later.with_own_id(upstream.as_bytes());
+        assert_eq!(answer.id(), Some(0x1234));
+        let msg = Message::from_octets(answer.as_bytes()).unwrap();
+        let question = msg.sole_question().unwrap();
+        assert_eq!(question.qname().to_string(), "blob.CORE.windows.net");
+        assert_eq!(answer.answers(), upstream.answers());
+        // Another name (no real upstream answers so): left as it is.
+        let other = Query::parse(query_bytes("other.example", Rtype::A, None)).unwrap();
+        let kept = other.with_own_id(upstream.as_bytes());
+        assert_eq!(&kept.as_bytes()[2..], &upstream.as_bytes()[2..]);
+    }
+
     proptest! {
         #[test]
         fn qname_text_is_the_presentation_format(
@@ -421,6 +680,18 @@ mod tests {
                 expected.pop();
             }
             prop_assert_eq!(qname_text(&name), expected);
+        }
+
+        #[test]
+        fn reading_garbage_answers_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let response = Response::new(bytes.clone());
+            let _ = (response.id(), response.rcode(), response.is_truncated());
+            prop_assert!(response.answers().len() <= bytes.len() / 11);
+            let query = Query::build("x.example", Rtype::A).unwrap();
+            let _ = query.with_own_id(&bytes);
+            if let Some(end) = qname_end(&bytes) {
+                prop_assert!(end <= bytes.len());
+            }
         }
 
         #[test]

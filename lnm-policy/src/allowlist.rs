@@ -395,7 +395,7 @@ impl AllowlistBuilder {
         // A seed collision between two different suffixes is astronomically unlikely, but it is
         // detected and answered with a new seed rather than assumed away.
         loop {
-            if let Some(allowlist) = self.try_build(random_seed()) {
+            if let Some(allowlist) = self.try_build(lnm_core::random_u64()) {
                 return allowlist;
             }
         }
@@ -474,13 +474,6 @@ fn chain(hasher: &foldhash::fast::FixedState, parent: u64, label: &[u8]) -> u64 
     h.write_u64(parent);
     h.write(label);
     h.finish()
-}
-
-fn random_seed() -> u64 {
-    use std::hash::Hasher;
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u8(0);
-    hasher.finish()
 }
 
 #[cfg(test)]

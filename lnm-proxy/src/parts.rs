@@ -3,7 +3,7 @@
 //!
 //! - [`external_hop`]: `parentIpAddr(s)` → [`Parent`] (failover in order, PROXY v2 when
 //!   `proxyProtocol.send`), else [`Direct`] with the `resolver` section (upstream DNS servers
-//!   or the system resolver, `hosts`, `refusedRanges`);
+//!   through lnm-dns's [`UpstreamResolver`], or the system resolver; `hosts`, `refusedRanges`);
 //! - [`internal_hop`]: `resolver.hosts` → [`Internal`];
 //! - [`dns_resolver`] (feature `dns`): the `dns` section → the rewrite resolver;
 //! - [`ProxySettings::from_config`](crate::ProxySettings::from_config) and
@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lnm_core::hop::{Direct, Internal, Parent, SharedHop};
-use lnm_core::{OwnAddrs, StaticHosts, SystemResolver, UpstreamResolver};
+use lnm_core::{OwnAddrs, StaticHosts, SystemResolver};
+use lnm_dns::UpstreamResolver;
 use lnm_policy::config::{Config, ResolverUpstream};
 
 /// The hop of external routes that `config` describes; `own` holds the gateway's listener

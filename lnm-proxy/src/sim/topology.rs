@@ -3,14 +3,13 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use domain::base::{Message, MessageBuilder, Name as DnsName, Rtype};
 use lnm_core::hop::{Memory, MemoryNetwork};
-use lnm_dns::{DnsRequest, Query, Refuser, RewriteConfig, RewriteResolver, Transport};
+use lnm_dns::{
+    DnsRequest, Query, Rcode, Refuser, Response, RewriteConfig, RewriteResolver, Rtype, Transport,
+};
 use lnm_policy::Allowlist;
 use lnm_policy::config::{
     Config, DnsConfig, DomainEntry, ListenerConfig, ListenerProtocol, ResolverConfig,
@@ -604,40 +603,27 @@ impl Client<'_> {
         }
     }
 
-    /// Resolves `name` (A) through the level's DNS: the addresses, or why not.
+    /// Resolves `name` (A) through the level's DNS: the addresses, or why not
+    /// ([`SimError::DnsRefused`] when the level refused the name, [`SimError::DnsNoAddress`]
+    /// when it answered without an address).
     pub async fn resolve(&self, name: &str) -> Result<Vec<IpAddr>, SimError> {
-        let mut msg = MessageBuilder::new_vec();
-        msg.header_mut().set_id(0x5eed);
-        msg.header_mut().set_rd(true);
-        let mut question = msg.question();
-        let qname =
-            DnsName::<Vec<u8>>::from_str(name).map_err(|e| SimError::Invalid(Box::new(e)))?;
-        question
-            .push((qname, Rtype::A))
-            .map_err(|e| SimError::Invalid(Box::new(e)))?;
-        let query = question.finish();
-        let answer: Vec<u8> = match (self.level.gateway.dns_resolver(), self.level.dns()) {
+        let query = Query::build(name, Rtype::A).map_err(|e| SimError::Invalid(Box::new(e)))?;
+        let response = match (self.level.gateway.dns_resolver(), self.level.dns()) {
             (Some(resolver), None) => {
-                let query = Query::parse(Bytes::from(query))
-                    .map_err(|_| SimError::Dns("unparsable query".into()))?;
                 let request = DnsRequest {
                     query,
                     source: self.source(),
                     transport: Transport::Udp,
                 };
-                let response = resolver
-                    .clone()
-                    .oneshot(request)
-                    .await
-                    .map_err(|e| match e {})?;
-                response.as_bytes().to_vec()
+                let Ok(response) = resolver.clone().oneshot(request).await;
+                response
             }
             (_, Some(server)) => {
                 let socket = UdpSocket::bind(SocketAddr::new(self.source().ip(), 0))
                     .await
                     .map_err(SimError::io("binding the DNS client"))?;
                 socket
-                    .send_to(&query, server)
+                    .send_to(query.as_bytes(), server)
                     .await
                     .map_err(SimError::io(format!("sending to {server}")))?;
                 let mut buf = vec![0u8; 4096];
@@ -646,20 +632,20 @@ impl Client<'_> {
                     .map_err(|_| SimError::Dns(format!("no answer from {server}")))?
                     .map_err(SimError::io(format!("receiving from {server}")))?;
                 buf.truncate(n);
-                buf
+                Response::new(buf)
             }
             (None, None) => return Err(SimError::Dns("this level has no DNS".into())),
         };
-        let msg = Message::from_octets(answer).map_err(|_| SimError::Dns("short answer".into()))?;
-        let rcode = msg.header().rcode();
-        let mut ips = Vec::new();
-        if let Ok(section) = msg.answer() {
-            for record in section.limit_to::<domain::rdata::A>().flatten() {
-                ips.push(IpAddr::V4(record.data().addr()));
-            }
-        }
+        let Some(rcode) = response.rcode() else {
+            return Err(SimError::Dns(format!("{name}: an answer without a header")));
+        };
+        let ips: Vec<IpAddr> = response
+            .answers()
+            .into_iter()
+            .filter(IpAddr::is_ipv4)
+            .collect();
         if ips.is_empty() {
-            if rcode == domain::base::iana::Rcode::REFUSED {
+            if rcode == Rcode::REFUSED {
                 return Err(SimError::DnsRefused {
                     name: name.to_owned(),
                 });

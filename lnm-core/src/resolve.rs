@@ -2,10 +2,10 @@
 //!
 //! The top-level gateway resolves the server name a client asked for with *real* DNS — never
 //! through its own rewrite resolver, which would answer with its own address and loop. Which real
-//! DNS is pluggable: the system resolver ([`SystemResolver`]), explicit upstream servers
-//! ([`UpstreamResolver`]), or a static map ([`StaticHosts`]) in front of either.
-
-mod upstream;
+//! DNS is pluggable: the system resolver ([`SystemResolver`]), explicit upstream DNS servers
+//! (`lnm_dns::UpstreamResolver`, which shares lnm's one DNS client with the forwarder of the
+//! rewrite resolver), or a static map ([`StaticHosts`]) in front of either. This crate speaks
+//! no DNS wire format itself.
 
 use std::collections::HashMap;
 use std::io;
@@ -15,8 +15,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::{Error, Name};
-
-pub use upstream::{UpstreamResolver, tcp_exchange};
 
 /// Turns a server name into IP addresses.
 #[async_trait]
