@@ -61,10 +61,10 @@ mod target;
 /// `#[lnm_core::async_trait]`, so that no second crate is needed.
 pub use async_trait::async_trait;
 pub use error::{BoxError, Error};
+pub use hop::{Hop, Stream};
 /// The `ipnet` crate, whose [`IpNet`] (an address range such as `10.2.0.0/16`) lnm's source
 /// ranges, refused ranges and PROXY-protocol peers are written in.
 pub use ipnet::{self, IpNet};
-pub use hop::{Hop, Stream};
 pub use name::{MAX_LABEL_LEN, MAX_NAME_LEN, Name, NameBuf, NameError};
 pub use own::OwnAddrs;
 pub use random::random_u64;

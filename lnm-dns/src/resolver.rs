@@ -97,17 +97,29 @@ where
             Action::Refuse(_) => Either::Left(ready(Ok(request.query.empty(Rcode::REFUSED)))),
             Action::Forward => {
                 let fallback = self.fallback.clone();
-                Either::Right(Box::pin(async move {
-                    let query = request.query.clone();
-                    match fallback.oneshot(request).await {
-                        Ok(response) => Ok(response),
-                        Err(e) => {
-                            let e: BoxError = e.into();
-                            tracing::warn!(qname = query.qname(), error = %e, "DNS fallback failed; answering SERVFAIL");
-                            Ok(query.empty(Rcode::SERVFAIL))
+                // A forwarded query waits on the network: everything logged meanwhile (the
+                // upstream client's retries and failures) carries the query in a span.
+                // Answered queries are decided at once; their one line carries the same fields.
+                let span = tracing::info_span!(
+                    "dns",
+                    client = %request.source,
+                    name = request.query.qname(),
+                    qtype = %request.query.qtype(),
+                );
+                Either::Right(Box::pin(tracing::Instrument::instrument(
+                    async move {
+                        let query = request.query.clone();
+                        match fallback.oneshot(request).await {
+                            Ok(response) => Ok(response),
+                            Err(e) => {
+                                let e: BoxError = e.into();
+                                tracing::warn!(qname = query.qname(), error = %e, "DNS fallback failed; answering SERVFAIL");
+                                Ok(query.empty(Rcode::SERVFAIL))
+                            }
                         }
-                    }
-                }))
+                    },
+                    span,
+                )))
             }
         }
     }

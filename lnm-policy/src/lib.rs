@@ -63,15 +63,15 @@ mod service;
 
 pub use allowlist::{Allowlist, AllowlistBuilder, Rule, RuleOrigin};
 pub use arc::ARC_DOMAINS;
-/// Address ranges (`10.2.0.0/16`), as `sourceIpRange` and `acceptFrom` hold them.
-pub use lnm_core::IpNet;
-/// The YAML parser whose error [`Error::Parse`] carries (with its line and column).
-pub use serde_saphyr;
 pub use config::{Config, LoadedConfig};
 pub use decision::{Allowed, Decision, Reason, Request, Route};
 pub use error::Error;
 pub use handle::AllowlistHandle;
+/// Address ranges (`10.2.0.0/16`), as `sourceIpRange` and `acceptFrom` hold them.
+pub use lnm_core::IpNet;
 pub use pattern::Pattern;
+/// The YAML parser whose error [`Error::Parse`] carries (with its line and column).
+pub use serde_saphyr;
 pub use service::{
     BoxPolicy, DecisionFuture, Denied, Enforce, EnforceLayer, Permitted, Policy, PolicyRequest,
 };

@@ -91,16 +91,16 @@ pub mod sim;
 pub mod sniff;
 
 pub use deny::Alert;
-/// Address ranges, as [`ProxySettings::proxy_protocol_from`] holds them.
-pub use lnm_core::IpNet;
-/// How a listener learns the server name (TLS, HTTP, or either): what [`ProxySettings`]
-/// takes, beside the sniffers that implement it.
-pub use lnm_policy::config::ListenerProtocol;
 pub use error::{Error, NeedsRestart, ReloadReport};
 #[cfg(feature = "dns")]
 #[cfg_attr(docsrs, doc(cfg(feature = "dns")))]
 pub use gateway::GatewayResolver;
 pub use gateway::{Gateway, GatewayBuilder, HopWrapper};
+/// Address ranges, as [`ProxySettings::proxy_protocol_from`] holds them.
+pub use lnm_core::IpNet;
+/// How a listener learns the server name (TLS, HTTP, or either): what [`ProxySettings`]
+/// takes, beside the sniffers that implement it.
+pub use lnm_policy::config::ListenerProtocol;
 pub use proxy::{ConnReport, Observer, Outcome, Proxy, ProxyBuilder};
 pub use server::{Accepted, ConnLimits, Incoming, ProxyServer};
 pub use settings::ProxySettings;

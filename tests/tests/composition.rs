@@ -336,3 +336,53 @@ async fn every_log_line_of_a_connection_carries_its_span() {
         "{line}"
     );
 }
+
+#[tokio::test]
+async fn a_forwarded_dns_query_logs_inside_its_span() {
+    use lnm_dns::{
+        DnsRequest, Forwarder, ForwarderConfig, Query, Rcode, RewriteConfig, RewriteResolver,
+        Rtype, Transport,
+    };
+    use tower::ServiceExt;
+
+    let captured = Captured::default();
+    let sink = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || sink.clone())
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    // An upstream that never answers: a bound UDP socket nobody reads.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let upstream = silent.local_addr().unwrap();
+    let forwarder =
+        Forwarder::new(ForwarderConfig::new(vec![upstream]).timeout(Duration::from_millis(100)))
+            .await
+            .unwrap();
+    let resolver = RewriteResolver::new(
+        Allowlist::builder()
+            .external("a.example")
+            .unwrap()
+            .build()
+            .into(),
+        RewriteConfig::new(vec!["10.3.0.1".parse().unwrap()], vec![]),
+        forwarder,
+    );
+    let request = DnsRequest {
+        query: Query::build("elsewhere.example", Rtype::AAAA).unwrap(),
+        source: "10.2.0.7:5353".parse().unwrap(),
+        transport: Transport::Udp,
+    };
+    let Ok(response) = resolver.oneshot(request).await;
+    assert_eq!(response.rcode(), Some(Rcode::SERVFAIL));
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("every DNS upstream failed"))
+        .unwrap_or_else(|| panic!("no failure line in:\n{text}"));
+    assert!(
+        line.contains("dns{client=10.2.0.7:5353 name=\"elsewhere.example\" qtype=AAAA}"),
+        "{line}"
+    );
+}
