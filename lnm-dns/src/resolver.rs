@@ -50,7 +50,8 @@ pub struct RewriteResolver<F> {
 }
 
 impl<F> RewriteResolver<F> {
-    /// A resolver deciding with `allowlist` and answering with `config`.
+    /// A resolver deciding with `allowlist` (an [`AllowlistHandle`]; an `Allowlist` converts
+    /// with `.into()`) and answering with `config`.
     pub fn new(allowlist: AllowlistHandle, config: RewriteConfig, fallback: F) -> Self {
         RewriteResolver {
             allowlist,
