@@ -27,6 +27,10 @@ pub struct ProxyHeader {
 }
 
 /// The outcome of decoding the start of a connection.
+///
+/// Any PROXY v2 `PROXY` header with TCP addresses is accepted; lnm's hop count TLV is read when
+/// present (a header from HAProxy or nginx has none: 0 lnm gateways before this one). A
+/// `LOCAL` command (health checks) has no client and is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decoded {
     /// Not enough bytes yet.
@@ -105,9 +109,9 @@ impl ProxyHeader {
                 }
             }
         }
-        let Some(hops) = hops else {
-            return Decoded::Invalid("PROXY v2 header without lnm's hop count");
-        };
+        // A header from a neighbour that is not lnm (HAProxy `send-proxy-v2`, nginx
+        // `proxy_protocol on`) has no hop count: the count of lnm gateways starts here.
+        let hops = hops.unwrap_or(0);
         Decoded::Done {
             header: ProxyHeader {
                 client,
@@ -173,7 +177,8 @@ mod tests {
             ProxyHeader::decode(b"GET / HTTP/1.1\r\n\r\n"),
             Decoded::Invalid(_)
         ));
-        // A valid header without the hop count is not lnm's.
+        // A valid header without the hop count (HAProxy's, nginx's) is accepted: no lnm
+        // gateway before this one.
         let plain = Builder::with_addresses(
             Version::Two | Command::Proxy,
             Protocol::Stream,
@@ -184,10 +189,11 @@ mod tests {
         )
         .build()
         .unwrap();
-        assert_eq!(
-            ProxyHeader::decode(&plain),
-            Decoded::Invalid("PROXY v2 header without lnm's hop count")
-        );
+        let Decoded::Done { header, len } = ProxyHeader::decode(&plain) else {
+            panic!("a header without lnm's TLV is a header")
+        };
+        assert_eq!((header.hops, len), (0, plain.len()));
+        assert_eq!(header.client, "10.0.0.1:1".parse().unwrap());
     }
 
     proptest! {

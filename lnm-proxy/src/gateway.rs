@@ -271,7 +271,8 @@ impl GatewayBuilder {
                 }
                 Some(other) => (other, listener.bind),
                 None => {
-                    let tcp = TcpListener::bind(listener.bind).await.map_err(bind_err)?;
+                    let tcp =
+                        listen(listener.bind, config.limits.listen_backlog).map_err(bind_err)?;
                     let addr = tcp.local_addr().map_err(bind_err)?;
                     own.add_listener(addr);
                     (Incoming::Tcp(tcp), addr)
@@ -502,6 +503,25 @@ impl Gateway {
             .into_iter()
             .sum()
     }
+}
+
+/// A TCP listener on `addr` with room for `backlog` connections not yet accepted (the kernel
+/// caps it at `net.core.somaxconn`; a lower cap is logged once).
+fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    // As std and tokio do: a restarted gateway rebinds at once despite TIME_WAIT connections.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    let cap = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|text| text.trim().parse::<u32>().ok());
+    if let Some(cap) = cap.filter(|&cap| cap < backlog) {
+        tracing::warn!(%addr, backlog, somaxconn = cap, "listen backlog capped by net.core.somaxconn; raise it for bursts");
+    }
+    socket.listen(backlog)
 }
 
 #[cfg(feature = "dns")]

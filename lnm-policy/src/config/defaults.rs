@@ -11,6 +11,9 @@ pub const MAX_CONNECTIONS: usize = 10_000;
 pub const MAX_CONNECTIONS_PER_SOURCE: usize = 1_000;
 /// `limits.maxHops`: gateways a connection may pass before it is refused as a loop.
 pub const MAX_HOPS: u8 = 8;
+/// `limits.listenBacklog`: connections the kernel queues per proxy listener before they are
+/// accepted (a burst of clients); the kernel caps it at `net.core.somaxconn`.
+pub const LISTEN_BACKLOG: u32 = 4096;
 /// `limits.maxClientHello`: the largest ClientHello handshake message (4-byte header + body,
 /// record headers not counted), in bytes.
 pub const MAX_CLIENT_HELLO: usize = 64 * 1024;

@@ -634,6 +634,9 @@ pub struct Limits {
     pub max_connections_per_source: usize,
     /// Gateways a connection may pass before it is refused as a loop.
     pub max_hops: u8,
+    /// Connections the kernel queues per proxy listener before they are accepted (capped by
+    /// the kernel's `net.core.somaxconn`).
+    pub listen_backlog: u32,
     /// The largest ClientHello the sniffer accepts, in bytes of handshake message: its 4-byte
     /// handshake header and body, record headers not counted, however many records carry it
     /// (default 65,536: a hello of exactly this size passes, one byte more is refused with an
@@ -647,6 +650,7 @@ impl Default for Limits {
             max_connections: defaults::MAX_CONNECTIONS,
             max_connections_per_source: defaults::MAX_CONNECTIONS_PER_SOURCE,
             max_hops: defaults::MAX_HOPS,
+            listen_backlog: defaults::LISTEN_BACKLOG,
             max_client_hello: defaults::MAX_CLIENT_HELLO,
         }
     }
@@ -668,6 +672,12 @@ impl Limits {
     /// Sets `maxHops`.
     pub fn with_max_hops(mut self, hops: u8) -> Self {
         self.max_hops = hops;
+        self
+    }
+
+    /// Sets `listenBacklog`.
+    pub fn with_listen_backlog(mut self, backlog: u32) -> Self {
+        self.listen_backlog = backlog;
         self
     }
 
@@ -915,6 +925,9 @@ impl Config {
                 "proxyProtocol.acceptFrom".into(),
                 "list the child gateways whose PROXY headers are trusted".into(),
             ));
+        }
+        if self.limits.listen_backlog == 0 {
+            return Err(("limits.listenBacklog".into(), "must be at least 1".into()));
         }
         if self.limits.max_hops == 0 {
             return Err(("limits.maxHops".into(), "must be at least 1".into()));
