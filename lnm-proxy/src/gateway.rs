@@ -335,6 +335,9 @@ impl GatewayBuilder {
         #[cfg(not(feature = "dns"))]
         let dns = {
             let _ = dns_in_process;
+            if let Some(dns) = &config.dns {
+                tracing::warn!(bind = %dns.bind, "the configuration has a dns section, but this build of lnm-proxy has no DNS server (feature `dns`): no DNS is served");
+            }
             None
         };
         if let Some(admin) = &admin {
