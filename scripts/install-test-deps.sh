@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the interoperability and isolation tests drive: curl, openssl, dig, iproute2
-# (ip netns, ss), Chromium's headless shell.
+# (ip netns, ss), Chromium's headless shell; and what the deployment tests drive:
+# kubernetes-validate (PyPI), podman with runc (the image smoke test).
 # Idempotent; needs root (CI is root) only when something is missing.
 set -euo pipefail
 missing=()
@@ -19,3 +20,17 @@ curl --version | head -1
 openssl version
 dig -v 2>&1 | head -1
 chromium-headless-shell --version 2>/dev/null | head -1 || true
+# kubernetes-validate (PyPI): offline validation of the rendered Kubernetes objects against the
+# bundled OpenAPI schemas (lnm-operator's render tests).
+if ! command -v kubernetes-validate >/dev/null 2>&1; then
+  echo "installing: kubernetes-validate (PyPI)"
+  if ! command -v python3 >/dev/null 2>&1 || ! python3 -m pip --version >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends python3 python3-pip >/dev/null
+  fi
+  # Debian's own Python refuses system-wide pip installs (PEP 668) unless told otherwise.
+  python3 -m pip install --quiet kubernetes-validate 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages kubernetes-validate
+fi
+kubernetes-validate --version

@@ -10,5 +10,6 @@ pub const CRD_YAML: &str = include_str!("../../deploy/kubernetes/crd.yaml");
 pub fn crd() -> CustomResourceDefinition {
     // The file is part of the crate and a unit test parses it: this cannot fail at run time.
     #[allow(clippy::expect_used)]
-    lnm_policy::serde_saphyr::from_str(CRD_YAML).expect("deploy/kubernetes/crd.yaml is a CustomResourceDefinition")
+    lnm_policy::serde_saphyr::from_str(CRD_YAML)
+        .expect("deploy/kubernetes/crd.yaml is a CustomResourceDefinition")
 }

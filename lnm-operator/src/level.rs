@@ -38,13 +38,18 @@ impl Level {
         let loaded = Config::parse(text, source)?;
         // The same text parsed again, untyped, for the fields lnm-policy leaves aside. It
         // parsed above, so this cannot fail on syntax.
-        let raw: serde_json::Value = lnm_policy::serde_saphyr::from_str(text).map_err(|e| Error::Field {
-            source_name: source.to_owned(),
-            key: "(document)".into(),
-            message: e.to_string(),
-        })?;
+        let raw: serde_json::Value =
+            lnm_policy::serde_saphyr::from_str(text).map_err(|e| Error::Field {
+                source_name: source.to_owned(),
+                key: "(document)".into(),
+                message: e.to_string(),
+            })?;
         let whole = raw.get("kind").is_some();
-        let spec = if whole { raw.get("spec").cloned().unwrap_or_default() } else { raw.clone() };
+        let spec = if whole {
+            raw.get("spec").cloned().unwrap_or_default()
+        } else {
+            raw.clone()
+        };
         let string_at = |path: &[&str]| {
             let mut value = &raw;
             for key in path {
@@ -67,10 +72,16 @@ impl Level {
         let namespace = lnm.namespace();
         let source = format!(
             "Lnm {}/{}",
-            namespace.as_deref().unwrap_or(crate::options::defaults::NAMESPACE),
+            namespace
+                .as_deref()
+                .unwrap_or(crate::options::defaults::NAMESPACE),
             lnm.name_any()
         );
-        let spec = if lnm.spec.is_null() { serde_json::json!({}) } else { lnm.spec.clone() };
+        let spec = if lnm.spec.is_null() {
+            serde_json::json!({})
+        } else {
+            lnm.spec.clone()
+        };
         // Pretty-printed so that a parse error's line points at one key.
         let text = serde_json::to_string_pretty(&spec).unwrap_or_default();
         let loaded = Config::parse(&text, &source)?;
@@ -103,8 +114,14 @@ impl Level {
         };
         let tolerations = match spec.get("nodeTolerations") {
             None | Some(serde_json::Value::Null) => Vec::new(),
-            Some(value) => serde_json::from_value::<Vec<Toleration>>(value.clone())
-                .map_err(|e| field("nodeTolerations", format!("not a list of Kubernetes tolerations: {e}")))?,
+            Some(value) => {
+                serde_json::from_value::<Vec<Toleration>>(value.clone()).map_err(|e| {
+                    field(
+                        "nodeTolerations",
+                        format!("not a list of Kubernetes tolerations: {e}"),
+                    )
+                })?
+            }
         };
         let mut warnings = Vec::new();
         for warning in loaded.warnings {

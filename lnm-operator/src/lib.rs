@@ -49,6 +49,7 @@ pub use kube;
 pub use level::{Level, MAX_REPLICAS};
 pub use options::{RenderOptions, ServiceType, TrafficPolicy};
 pub use render::{
-    CHECKSUM_ANNOTATION, CLIENT_COREFILE_KEY, CLIENT_OVERRIDE_KEY, MAX_NAME, Names, Rendered, render,
+    CHECKSUM_ANNOTATION, CLIENT_COREFILE_KEY, CLIENT_OVERRIDE_KEY, MAX_NAME, Names, Rendered,
+    render,
 };
 pub use resource::{API_VERSION, GROUP, KIND, Lnm, LnmStatus, PLURAL, VERSION};

@@ -5,11 +5,13 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, PodSecurityContext,
-    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext, Service, ServicePort,
-    ServiceSpec, Volume, VolumeMount,
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -63,7 +65,13 @@ fn object_name(name: &str, suffix: &str) -> String {
     const PREFIX: &str = "aio-lnm-";
     let clean: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
     let clean = clean.trim_matches('-');
     let full = format!("{PREFIX}{clean}{suffix}");
@@ -193,16 +201,26 @@ fn pod_config(level: &Level, options: &RenderOptions) -> Result<(Config, Vec<Pod
         Ok(())
     };
     push(
-        PodPort { name: "admin".into(), container_port: options.admin_port, service_port: None, protocol: "TCP" },
+        PodPort {
+            name: "admin".into(),
+            container_port: options.admin_port,
+            service_port: None,
+            protocol: "TCP",
+        },
         "admin",
     )?;
     let mut listeners = Vec::new();
-    let key = if config.listeners.is_some() { "listeners" } else { "allowList.domains" };
+    let key = if config.listeners.is_some() {
+        "listeners"
+    } else {
+        "allowList.domains"
+    };
     for listener in config.effective_listeners() {
         let service_port = listener.bind.port();
         let inside = container_port(service_port, options);
         listeners.push(
-            ListenerConfig::new(any(inside), listener.protocol).with_destination_port(listener.destination_port()),
+            ListenerConfig::new(any(inside), listener.protocol)
+                .with_destination_port(listener.destination_port()),
         );
         push(
             PodPort {
@@ -239,16 +257,23 @@ fn pod_config(level: &Level, options: &RenderOptions) -> Result<(Config, Vec<Pod
 }
 
 fn string_map<const N: usize>(pairs: [(&str, &str); N]) -> BTreeMap<String, String> {
-    pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
+    pairs
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
 }
 
 /// Renders one level. Pure: the same level and options always give the same objects.
 pub fn render(level: &Level, options: &RenderOptions) -> Result<Rendered, Error> {
-    let name = options.name.clone().or_else(|| level.name.clone()).ok_or_else(|| Error::Field {
-        source_name: level.source.clone(),
-        key: "metadata.name".into(),
-        message: "a bare spec has no name: give one (--name)".into(),
-    })?;
+    let name = options
+        .name
+        .clone()
+        .or_else(|| level.name.clone())
+        .ok_or_else(|| Error::Field {
+            source_name: level.source.clone(),
+            key: "metadata.name".into(),
+            message: "a bare spec has no name: give one (--name)".into(),
+        })?;
     let namespace = options
         .namespace
         .clone()
@@ -280,7 +305,10 @@ pub fn render(level: &Level, options: &RenderOptions) -> Result<Rendered, Error>
 
     let config_map = ConfigMap {
         metadata: meta(&names.config),
-        data: Some(BTreeMap::from([(defaults::CONFIG_KEY.to_owned(), config_text)])),
+        data: Some(BTreeMap::from([(
+            defaults::CONFIG_KEY.to_owned(),
+            config_text,
+        )])),
         ..ConfigMap::default()
     };
 
@@ -356,12 +384,18 @@ pub fn render(level: &Level, options: &RenderOptions) -> Result<Rendered, Error>
                 ("cpu".to_owned(), Quantity("100m".into())),
                 ("memory".to_owned(), Quantity("64Mi".into())),
             ])),
-            limits: Some(BTreeMap::from([("memory".to_owned(), Quantity("512Mi".into()))])),
+            limits: Some(BTreeMap::from([(
+                "memory".to_owned(),
+                Quantity("512Mi".into()),
+            )])),
             ..ResourceRequirements::default()
         }),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
-            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Capabilities::default() }),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Capabilities::default()
+            }),
             read_only_root_filesystem: Some(true),
             run_as_non_root: Some(true),
             run_as_user: Some(defaults::RUN_AS),
@@ -380,7 +414,10 @@ pub fn render(level: &Level, options: &RenderOptions) -> Result<Rendered, Error>
         metadata: meta(&names.app),
         spec: Some(DeploymentSpec {
             replicas: Some(level.replicas),
-            selector: LabelSelector { match_labels: Some(selector.clone()), ..LabelSelector::default() },
+            selector: LabelSelector {
+                match_labels: Some(selector.clone()),
+                ..LabelSelector::default()
+            },
             strategy: Some(DeploymentStrategy {
                 type_: Some("RollingUpdate".into()),
                 rolling_update: Some(RollingUpdateDeployment {
@@ -430,7 +467,10 @@ pub fn render(level: &Level, options: &RenderOptions) -> Result<Rendered, Error>
         metadata: meta(&names.app),
         spec: Some(PodDisruptionBudgetSpec {
             max_unavailable: Some(IntOrString::Int(1)),
-            selector: Some(LabelSelector { match_labels: Some(selector.clone()), ..LabelSelector::default() }),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector.clone()),
+                ..LabelSelector::default()
+            }),
             ..PodDisruptionBudgetSpec::default()
         }),
         ..PodDisruptionBudget::default()
@@ -439,7 +479,10 @@ pub fn render(level: &Level, options: &RenderOptions) -> Result<Rendered, Error>
     let client_config = match client_answers(level, options) {
         Some(answers) => {
             let allowlist = level.config.allowlist();
-            let corefile = export::corefile(&allowlist, &ExportConfig::new(answers.clone(), options.child_upstream.clone()));
+            let corefile = export::corefile(
+                &allowlist,
+                &ExportConfig::new(answers.clone(), options.child_upstream.clone()),
+            );
             let snippet = coredns_override(&allowlist, answers);
             Some(ConfigMap {
                 metadata: meta(&names.client_config),
@@ -461,12 +504,23 @@ pub fn render(level: &Level, options: &RenderOptions) -> Result<Rendered, Error>
         }
     };
 
-    Ok(Rendered { config_map, deployment, service, pod_disruption_budget, client_config, warnings })
+    Ok(Rendered {
+        config_map,
+        deployment,
+        service,
+        pod_disruption_budget,
+        client_config,
+        warnings,
+    })
 }
 
 /// The answers of the child level's CoreDNS: the Service address, else the CR's DNS answers.
 fn client_answers(level: &Level, options: &RenderOptions) -> Option<RewriteConfig> {
-    let ttl = level.config.dns.as_ref().map_or(lnm_policy::config::defaults::DNS_TTL, |d| d.ttl);
+    let ttl = level
+        .config
+        .dns
+        .as_ref()
+        .map_or(lnm_policy::config::defaults::DNS_TTL, |d| d.ttl);
     let (v4, v6) = match options.service_address {
         Some(IpAddr::V4(v4)) => (vec![v4], Vec::new()),
         Some(IpAddr::V6(v6)) => (Vec::new(), vec![v6]),
@@ -486,7 +540,9 @@ fn coredns_override(allowlist: &lnm_policy::Allowlist, answers: RewriteConfig) -
     // snippet stops before it. 192.0.2.1 (TEST-NET-1) never appears in the output.
     let placeholder = SocketAddr::from(([192, 0, 2, 1], 53));
     let corefile = export::corefile(allowlist, &ExportConfig::new(answers, vec![placeholder]));
-    let mut out = String::from("# Generated by lnm: names allowlisted at the parent level resolve to its gateway.\n");
+    let mut out = String::from(
+        "# Generated by lnm: names allowlisted at the parent level resolve to its gateway.\n",
+    );
     for line in corefile.lines().skip_while(|l| !l.ends_with('{')).skip(1) {
         if line.starts_with("    forward ") {
             break;
