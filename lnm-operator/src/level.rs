@@ -24,8 +24,11 @@ pub struct Level {
     pub replicas: i32,
     /// `spec.nodeTolerations`.
     pub tolerations: Vec<Toleration>,
-    /// What deserves a look (from the configuration's checks, and the ignored Envoy `image`).
+    /// What deserves a look (risky values found by the configuration's checks).
     pub warnings: Vec<String>,
+    /// What every stock LNM resource produces and needs no action: Azure fields lnm ignores
+    /// (the Envoy `image`, `openTelemetryMetricsCollectorAddr`).
+    pub notes: Vec<String>,
 }
 
 /// The most replicas a level may ask for (a typo guard, not a limit of lnm).
@@ -124,16 +127,21 @@ impl Level {
             }
         };
         let mut warnings = Vec::new();
+        let mut notes = Vec::new();
         for warning in loaded.warnings {
             // `replicas` and `nodeTolerations` mean something here; the Envoy image does not.
             if warning.starts_with("`replicas`") || warning.starts_with("`nodeTolerations`") {
                 continue;
             }
             if warning.starts_with("`image`") {
-                warnings.push(
+                notes.push(
                     "`image` is the CR's Envoy image and is ignored: lnm deploys its own gateway image (--image)"
                         .to_owned(),
                 );
+                continue;
+            }
+            if warning.starts_with("`openTelemetryMetricsCollectorAddr`") {
+                notes.push(warning);
                 continue;
             }
             warnings.push(warning);
@@ -146,6 +154,7 @@ impl Level {
             replicas,
             tolerations,
             warnings,
+            notes,
         })
     }
 }

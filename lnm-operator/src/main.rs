@@ -152,11 +152,14 @@ fn main() -> ExitCode {
             let source = config.display().to_string();
             let rendered = Level::parse(&text, &source)
                 .and_then(|level| render(&level, &options))
-                .and_then(|r| Ok((r.to_yaml()?, r.warnings)));
+                .and_then(|r| Ok((r.to_yaml()?, r.warnings, r.notes)));
             match rendered {
-                Ok((yaml, warnings)) => {
+                Ok((yaml, warnings, notes)) => {
                     for warning in warnings {
                         eprintln!("lnm-operator: warning: {source}: {warning}");
+                    }
+                    for note in notes {
+                        eprintln!("lnm-operator: note: {source}: {note}");
                     }
                     print!("{yaml}");
                     ExitCode::SUCCESS
@@ -171,9 +174,55 @@ fn main() -> ExitCode {
             print!("{}", lnm_operator::CRD_YAML);
             ExitCode::SUCCESS
         }
-        Command::Run { .. } => {
-            eprintln!("lnm-operator: run: not built yet");
-            ExitCode::FAILURE
-        }
+        Command::Run {
+            install_crd,
+            namespace,
+            image,
+        } => run(install_crd, namespace, image),
     }
+}
+
+fn run(install_crd: bool, namespace: Option<String>, image: Option<String>) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("lnm-operator: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let client = match kube::Client::try_default().await {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::error!("no Kubernetes API server (in-cluster or ~/.kube/config): {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if install_crd {
+            if let Err(e) = lnm_operator::reconcile::install_crd(&client).await {
+                tracing::error!("{e}");
+                return ExitCode::FAILURE;
+            }
+            tracing::info!("CustomResourceDefinition applied");
+        }
+        let mut options = RenderOptions::default();
+        if let Some(image) = image {
+            options.image = image;
+        }
+        tracing::info!(namespace = namespace.as_deref().unwrap_or("(all)"), image = %options.image, "watching Lnm resources");
+        lnm_operator::reconcile::run(client, options, namespace.as_deref()).await;
+        tracing::info!("stopped");
+        ExitCode::SUCCESS
+    })
 }

@@ -113,8 +113,11 @@ pub struct Rendered {
     /// The child level's CoreDNS configuration, answering allowlisted names with this level's
     /// Service address (absent while that address is unknown).
     pub client_config: Option<ConfigMap>,
-    /// What deserves a look.
+    /// What deserves a look (the level's warnings).
     pub warnings: Vec<String>,
+    /// What needs no action (ignored Azure fields, a client-config still waiting for the
+    /// Service address).
+    pub notes: Vec<String>,
 }
 
 impl Rendered {
@@ -280,7 +283,8 @@ pub fn render(level: &Level, options: &RenderOptions) -> Result<Rendered, Error>
         .or_else(|| level.namespace.clone())
         .unwrap_or_else(|| defaults::NAMESPACE.to_owned());
     let names = Names::new(&name);
-    let mut warnings = level.warnings.clone();
+    let warnings = level.warnings.clone();
+    let mut notes = level.notes.clone();
 
     let (config, ports) = pod_config(level, options)?;
     let config_text = lnm_policy::serde_saphyr::to_string(&config).map_err(|e| Error::Yaml {
@@ -494,7 +498,7 @@ pub fn render(level: &Level, options: &RenderOptions) -> Result<Rendered, Error>
             })
         }
         None => {
-            warnings.push(format!(
+            notes.push(format!(
                 "no client-config for the level below: this level's Service address is not known yet \
                  (give --service-address, or set dns.answerIpv4); the operator fills it in from {}'s \
                  load-balancer address",
@@ -511,6 +515,7 @@ pub fn render(level: &Level, options: &RenderOptions) -> Result<Rendered, Error>
         pod_disruption_budget,
         client_config,
         warnings,
+        notes,
     })
 }
 

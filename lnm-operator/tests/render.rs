@@ -347,14 +347,19 @@ fn replicas_and_tolerations_come_from_the_cr() {
 }
 
 #[test]
-fn the_envoy_image_is_ignored_with_a_warning() {
+fn the_envoy_image_is_ignored_with_a_note() {
     let level = level("examples/configs/kubernetes/lnm-level4.yaml");
     assert!(
         level
-            .warnings
+            .notes
             .iter()
             .any(|w| w.contains("`image`") && w.contains("Envoy")),
         "{:?}",
+        level.notes
+    );
+    assert!(
+        level.warnings.is_empty(),
+        "a stock LNM resource raises no warning: {:?}",
         level.warnings
     );
     assert!(
@@ -467,7 +472,7 @@ fn the_client_config_is_coredns_from_the_export() {
         without.client_config.is_none(),
         "no address, no client-config"
     );
-    assert!(without.warnings.iter().any(|w| w.contains("client-config")));
+    assert!(without.notes.iter().any(|w| w.contains("client-config")));
     let r = render(
         &level,
         &RenderOptions::default().with_service_address("10.103.0.10".parse().unwrap()),
@@ -531,6 +536,7 @@ fn rendered_objects_validate_against_kubernetes_schemas() {
     let crd = dir.join("crd.yaml");
     std::fs::write(&crd, lnm_operator::CRD_YAML).unwrap();
     files.push(crd);
+    files.push(repo().join("deploy/kubernetes/operator.yaml"));
     let validate = |files: &[PathBuf]| {
         Command::new(tool)
             .args(["--strict", "--quiet", "-k", "1.33.0"])
