@@ -10,6 +10,9 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v dig >/dev/null 2>&1 || missing+=(bind9-dnsutils)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v chromium-headless-shell >/dev/null 2>&1 || missing+=(chromium-headless-shell)
+command -v podman >/dev/null 2>&1 || missing+=(podman)
+command -v runc >/dev/null 2>&1 || missing+=(runc)
+command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -20,6 +23,7 @@ curl --version | head -1
 openssl version
 dig -v 2>&1 | head -1
 chromium-headless-shell --version 2>/dev/null | head -1 || true
+podman --version
 # kubernetes-validate (PyPI): offline validation of the rendered Kubernetes objects against the
 # bundled OpenAPI schemas (lnm-operator's render tests).
 if ! command -v kubernetes-validate >/dev/null 2>&1; then
