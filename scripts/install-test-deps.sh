@@ -24,17 +24,22 @@ openssl version
 dig -v 2>&1 | head -1
 chromium-headless-shell --version 2>/dev/null | head -1 || true
 podman --version
-# kubernetes-validate (PyPI): offline validation of the rendered Kubernetes objects against the
-# bundled OpenAPI schemas (lnm-operator's render tests).
-if ! command -v kubernetes-validate >/dev/null 2>&1; then
-  echo "installing: kubernetes-validate (PyPI)"
+# From PyPI, for lnm-operator's tests: kubernetes-validate (offline validation of the rendered
+# Kubernetes objects against the bundled OpenAPI schemas) and helm-python-sdk (Helm's own
+# template engine, as a library: no registry reachable here ships a `helm` binary).
+pip_missing=()
+command -v kubernetes-validate >/dev/null 2>&1 || pip_missing+=(kubernetes-validate)
+python3 -c 'import helm_python' >/dev/null 2>&1 || pip_missing+=(helm-python-sdk)
+if [ ${#pip_missing[@]} -gt 0 ]; then
+  echo "installing (PyPI): ${pip_missing[*]}"
   if ! command -v python3 >/dev/null 2>&1 || ! python3 -m pip --version >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends python3 python3-pip >/dev/null
   fi
   # Debian's own Python refuses system-wide pip installs (PEP 668) unless told otherwise.
-  python3 -m pip install --quiet kubernetes-validate 2>/dev/null \
-    || python3 -m pip install --quiet --break-system-packages kubernetes-validate
+  python3 -m pip install --quiet "${pip_missing[@]}" 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages "${pip_missing[@]}"
 fi
 kubernetes-validate --version
+python3 -c 'import helm_python; print("helm-python-sdk", helm_python.__version__)'
