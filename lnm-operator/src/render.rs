@@ -557,3 +557,37 @@ fn coredns_override(allowlist: &lnm_policy::Allowlist, answers: RewriteConfig) -
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_dns_labels_of_at_most_63_characters() {
+        assert_eq!(Names::new("level4").app, "aio-lnm-level4");
+        assert_eq!(
+            Names::new("Level.3_a").client_config,
+            "aio-lnm-level-3-a-client-config"
+        );
+        let long = "x".repeat(100);
+        let names = Names::new(&long);
+        for name in [&names.app, &names.config, &names.client_config] {
+            assert!(name.len() <= MAX_NAME, "{name}");
+            assert!(!name.contains("--"), "{name}");
+        }
+        assert!(names.client_config.ends_with("-client-config"));
+        // Two long names that share their first 63 characters stay apart.
+        let other = format!("{}y", "x".repeat(99));
+        assert_ne!(Names::new(&other).app, names.app);
+    }
+
+    #[test]
+    fn container_ports_are_unprivileged() {
+        let options = RenderOptions::default();
+        assert_eq!(container_port(443, &options), defaults::TLS_PORT);
+        assert_eq!(container_port(80, &options), defaults::HTTP_PORT);
+        assert_eq!(container_port(22, &options), 8022);
+        assert_eq!(container_port(8883, &options), 8883);
+        assert!((1..1024).all(|p| container_port(p, &options) >= 1024));
+    }
+}
