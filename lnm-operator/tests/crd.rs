@@ -173,9 +173,9 @@ fn existing_lnm_resources_validate() {
         "lnm-policy/testdata/azure-level3-spec.yaml",
         "lnm-policy/testdata/level4.json",
         "examples/configs/level3.yaml",
-        "examples/configs/kubernetes/lnm-level4.yaml",
-        "examples/configs/kubernetes/lnm-level3.yaml",
-        "examples/configs/kubernetes/lnm-level3-ha.yaml",
+        "deploy/examples/lnm-level4.yaml",
+        "deploy/examples/lnm-level3.yaml",
+        "deploy/examples/lnm-level3-ha.yaml",
     ];
     for file in files {
         let resource = as_resource(&repo.join(file));

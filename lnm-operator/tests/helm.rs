@@ -108,17 +108,17 @@ fn cases() -> Vec<Case> {
         .with_child_upstream(vec!["10.102.0.53:53".parse().unwrap()]);
     vec![
         Case {
-            config: "examples/configs/kubernetes/lnm-level4.yaml",
+            config: "deploy/examples/lnm-level4.yaml",
             options: RenderOptions::default().with_service_address("10.104.0.10".parse().unwrap()),
             values: json!({"service": {"address": "10.104.0.10"}}),
         },
         Case {
-            config: "examples/configs/kubernetes/lnm-level3.yaml",
+            config: "deploy/examples/lnm-level3.yaml",
             options: RenderOptions::default().with_service_address("10.103.0.10".parse().unwrap()),
             values: json!({"service": {"address": "10.103.0.10"}}),
         },
         Case {
-            config: "examples/configs/kubernetes/lnm-level3-ha.yaml",
+            config: "deploy/examples/lnm-level3-ha.yaml",
             options: with_image,
             values: json!({
                 "image": {"repository": "registry.plant.local/lnm-gateway", "tag": "0.1.0"},

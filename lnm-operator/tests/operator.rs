@@ -130,7 +130,7 @@ fn lnm(spec: Value) -> Lnm {
 fn level4_spec() -> Value {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../examples/configs/kubernetes/lnm-level4.yaml"
+        "/../deploy/examples/lnm-level4.yaml"
     );
     let cr: Value =
         lnm_policy::serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();

@@ -23,17 +23,17 @@ struct Case {
 
 const CASES: &[Case] = &[
     Case {
-        config: "examples/configs/kubernetes/lnm-level4.yaml",
+        config: "deploy/examples/lnm-level4.yaml",
         args: &["--service-address", "10.104.0.10"],
         golden: "level4.yaml",
     },
     Case {
-        config: "examples/configs/kubernetes/lnm-level3.yaml",
+        config: "deploy/examples/lnm-level3.yaml",
         args: &["--service-address", "10.103.0.10"],
         golden: "level3-internal.yaml",
     },
     Case {
-        config: "examples/configs/kubernetes/lnm-level3-ha.yaml",
+        config: "deploy/examples/lnm-level3-ha.yaml",
         args: &[
             "--image",
             "registry.plant.local/lnm-gateway:0.1.0",
@@ -91,9 +91,9 @@ fn level(file: &str) -> Level {
 fn all_rendered() -> Vec<(String, Rendered)> {
     let mut out = Vec::new();
     for file in [
-        "examples/configs/kubernetes/lnm-level4.yaml",
-        "examples/configs/kubernetes/lnm-level3.yaml",
-        "examples/configs/kubernetes/lnm-level3-ha.yaml",
+        "deploy/examples/lnm-level4.yaml",
+        "deploy/examples/lnm-level3.yaml",
+        "deploy/examples/lnm-level3-ha.yaml",
     ] {
         out.push((
             file.to_owned(),
@@ -329,7 +329,7 @@ fn sha256_hex(text: &str) -> String {
 #[test]
 fn replicas_and_tolerations_come_from_the_cr() {
     let r = render(
-        &level("examples/configs/kubernetes/lnm-level3-ha.yaml"),
+        &level("deploy/examples/lnm-level3-ha.yaml"),
         &RenderOptions::default(),
     )
     .unwrap();
@@ -348,7 +348,7 @@ fn replicas_and_tolerations_come_from_the_cr() {
 
 #[test]
 fn the_envoy_image_is_ignored_with_a_note() {
-    let level = level("examples/configs/kubernetes/lnm-level4.yaml");
+    let level = level("deploy/examples/lnm-level4.yaml");
     assert!(
         level
             .notes
@@ -379,7 +379,7 @@ fn the_envoy_image_is_ignored_with_a_note() {
 
 #[test]
 fn a_change_of_listeners_changes_the_checksum() {
-    let text = std::fs::read_to_string(repo().join("examples/configs/kubernetes/lnm-level3.yaml"))
+    let text = std::fs::read_to_string(repo().join("deploy/examples/lnm-level3.yaml"))
         .unwrap();
     let changed = text.replace(
         "opcua.level3.contoso.local:4840",
@@ -466,7 +466,7 @@ fn bad_specs_name_the_key() {
 
 #[test]
 fn the_client_config_is_coredns_from_the_export() {
-    let level = level("examples/configs/kubernetes/lnm-level3.yaml");
+    let level = level("deploy/examples/lnm-level3.yaml");
     let without = render(&level, &RenderOptions::default()).unwrap();
     assert!(
         without.client_config.is_none(),
