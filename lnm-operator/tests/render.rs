@@ -379,8 +379,7 @@ fn the_envoy_image_is_ignored_with_a_note() {
 
 #[test]
 fn a_change_of_listeners_changes_the_checksum() {
-    let text = std::fs::read_to_string(repo().join("deploy/examples/lnm-level3.yaml"))
-        .unwrap();
+    let text = std::fs::read_to_string(repo().join("deploy/examples/lnm-level3.yaml")).unwrap();
     let changed = text.replace(
         "opcua.level3.contoso.local:4840",
         "opcua.level3.contoso.local:4843",
