@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the interoperability and isolation tests drive: curl, openssl, dig, iproute2
 # (ip netns, ss), Chromium's headless shell; and what the deployment tests drive:
-# kubernetes-validate (PyPI), podman with runc (the image smoke test).
+# kubernetes-validate (PyPI), podman with runc (the image smoke test), containerd (the
+# image import as K3s does it).
 # Idempotent; needs root (CI is root) only when something is missing.
 set -euo pipefail
 missing=()
@@ -12,6 +13,7 @@ command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v chromium-headless-shell >/dev/null 2>&1 || missing+=(chromium-headless-shell)
 command -v podman >/dev/null 2>&1 || missing+=(podman)
 command -v runc >/dev/null 2>&1 || missing+=(runc)
+command -v containerd >/dev/null 2>&1 || missing+=(containerd)
 command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"

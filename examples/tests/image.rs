@@ -303,3 +303,81 @@ fn the_image_runs_as_non_root_answers_readyz_and_drains_on_sigterm() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Stops the private containerd started by the test.
+struct Containerd(std::process::Child, PathBuf);
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        let _ = std::fs::remove_dir_all(&self.1);
+    }
+}
+
+/// K3s imports images with its containerd (`k3s ctr images import`): a private containerd
+/// (Debian's) imports the archive under the image's name.
+#[test]
+fn containerd_imports_the_archive_as_k3s_does() {
+    if text(&run("id", &["-u"])).trim() != "0" {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the containerd import test needs root, and CI is root"
+        );
+        eprintln!("SKIPPED the containerd import test: needs root");
+        return;
+    }
+    for tool in ["containerd", "ctr"] {
+        let found = std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()));
+        assert!(
+            found,
+            "this test drives `{tool}`, which is not on PATH: run `scripts/test.sh` (it installs \
+             the test tools, as root) or `apt-get install containerd`"
+        );
+    }
+    let dir = temp_dir("containerd");
+    let image = format!("ghcr.io/lnm-rs/lnm-gateway:import-{}", std::process::id());
+    let (archive, _) = build(&dir, &image);
+    let socket = dir.join("containerd.sock");
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "version = 2\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n[grpc]\n  address = \"{1}\"\n",
+            dir.display(),
+            socket.display()
+        ),
+    )
+    .unwrap();
+    let daemon = Command::new("containerd")
+        .arg("--config")
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("containerd starts");
+    let _daemon = Containerd(daemon, dir.clone());
+    let address = socket.to_str().unwrap().to_owned();
+    let started = Instant::now();
+    while !run("ctr", &["-a", &address, "version"]).status.success() {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "containerd never answered"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = run(
+        "ctr",
+        &[
+            "-a",
+            &address,
+            "images",
+            "import",
+            archive.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let listed = text(&run("ctr", &["-a", &address, "images", "ls", "-q"]));
+    assert!(listed.lines().any(|l| l == image), "{image} in {listed}");
+}
