@@ -48,6 +48,7 @@ print(json.dumps(chart.render(values, name="release", namespace=sys.argv[3])))
         "the chart renders: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let _ = std::fs::remove_file(&values_file);
     let manifests: BTreeMap<String, String> = serde_json::from_slice(&out.stdout).unwrap();
     let mut objects = Vec::new();
     for text in manifests.values() {
