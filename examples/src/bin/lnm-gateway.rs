@@ -2,6 +2,7 @@
 //!
 //! ```sh
 //! lnm-gateway --config level3.yaml            # run until SIGINT/SIGTERM (then drain); SIGHUP reloads
+//! lnm-gateway --config /etc/lnm/config.yaml --watch-interval 2s   # also reload when the file changes
 //! lnm-gateway --config level3.yaml --check    # validate, print the effective config, exit 0 or 2
 //! lnm-gateway export-dns --config level4.yaml --format dnsmasq   # DNS config for the level below
 //! ```
@@ -9,6 +10,12 @@
 //! The file is an Azure IoT LNM custom resource (or its `spec`) or the lnm format (YAML or
 //! JSON). Logs go to stderr; `RUST_LOG` overrides `logLevel`. `admin.bind` serves `/metrics`
 //! (Prometheus), `/healthz` and `/readyz`.
+//!
+//! The running gateway follows its configuration file: every `--watch-interval` (default 2 s;
+//! `off` disables it) it looks at the file it was started with — through symlinks, so the
+//! atomic symlink swap by which Kubernetes updates a ConfigMap volume counts as a change, as
+//! does an edit in place — and reloads it as SIGHUP does. A file that does not load is logged
+//! and the running configuration stays (it is not retried until the file changes again).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -38,6 +45,10 @@ struct Args {
     /// Validate the configuration, print it with every default filled in, and exit.
     #[arg(long)]
     check: bool,
+    /// How often to look for a change of the configuration file (reloaded like SIGHUP), e.g.
+    /// `2s`, `500ms`; `off`: only SIGHUP reloads.
+    #[arg(long, default_value = "2s", value_parser = parse_interval)]
+    watch_interval: Interval,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -65,6 +76,29 @@ enum Format {
     Coredns,
 }
 
+/// `--watch-interval`: a period, or `None` for `off`.
+#[derive(Debug, Clone, Copy)]
+struct Interval(Option<Duration>);
+
+fn parse_interval(text: &str) -> Result<Interval, String> {
+    if text == "off" || text == "0" {
+        return Ok(Interval(None));
+    }
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((text, ""), |i| text.split_at(i));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a duration such as 2s or 500ms, or off"))?;
+    let period = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        _ => return Err(format!("{text:?}: the unit is ms, s or m")),
+    };
+    Ok(Interval((!period.is_zero()).then_some(period)))
+}
+
 fn load(path: &Path) -> Result<lnm_policy::LoadedConfig, ExitCode> {
     Config::load(path).map_err(|e| {
         eprintln!("lnm-gateway: {e}");
@@ -83,7 +117,7 @@ fn main() -> ExitCode {
             }),
             _,
         ) => export_dns(&config, format, upstream),
-        (None, Some(config)) => run_level(&config, args.check),
+        (None, Some(config)) => run_level(&config, args.check, args.watch_interval),
         (None, None) => {
             eprintln!("lnm-gateway: --config FILE is required (see --help)");
             ExitCode::from(2)
@@ -137,7 +171,7 @@ fn export_dns(path: &Path, format: Format, upstream: Vec<SocketAddr>) -> ExitCod
     ExitCode::SUCCESS
 }
 
-fn run_level(path: &Path, check: bool) -> ExitCode {
+fn run_level(path: &Path, check: bool, watch: Interval) -> ExitCode {
     let loaded = match load(path) {
         Ok(loaded) => loaded,
         Err(code) => return code,
@@ -187,10 +221,10 @@ fn run_level(path: &Path, check: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(path.to_owned(), loaded.config))
+    runtime.block_on(run(path.to_owned(), loaded.config, watch))
 }
 
-async fn run(path: PathBuf, config: Config) -> ExitCode {
+async fn run(path: PathBuf, config: Config, watch: Interval) -> ExitCode {
     let render = if config.admin.is_some() {
         install_metrics()
     } else {
@@ -207,29 +241,105 @@ async fn run(path: PathBuf, config: Config) -> ExitCode {
         level = ?config.level, listeners = ?gateway.addrs(), dns = ?gateway.dns_addr(), admin = ?gateway.admin_addr(),
         "gateway running"
     );
+    let mut signals = Signals::new();
+    let mut file = FileWatch::new(&path, watch.0);
     loop {
-        match next_signal().await {
-            Signal::Stop => break,
-            Signal::Reload => match Config::load(&path) {
-                Ok(loaded) => {
-                    for warning in &loaded.warnings {
-                        tracing::warn!(file = %path.display(), "{warning}");
-                    }
-                    let pending = gateway.reload(loaded.config);
-                    if pending.is_complete() {
-                        tracing::info!(file = %path.display(), "configuration reloaded");
-                    } else {
-                        tracing::warn!(file = %path.display(), not_applied = %pending, "configuration reloaded; some changes need a restart");
-                    }
-                }
-                Err(e) => tracing::error!("reload rejected, the running configuration stays: {e}"),
+        let cause = tokio::select! {
+            signal = signals.next() => match signal {
+                Signal::Stop => break,
+                Signal::Reload => "SIGHUP",
             },
-        }
+            () = file.changed() => "file changed",
+        };
+        reload(&mut gateway, &path, cause);
     }
     tracing::info!(drain = ?gateway.config().timeouts.shutdown_drain, "stopping: no new connections, draining");
     let closed = gateway.shutdown().await;
     tracing::info!(closed, "stopped");
     ExitCode::SUCCESS
+}
+
+/// Loads `path` again and applies it; a file that does not load leaves the running
+/// configuration in place.
+fn reload(gateway: &mut Gateway, path: &Path, cause: &str) {
+    match Config::load(path) {
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                tracing::warn!(file = %path.display(), "{warning}");
+            }
+            let pending = gateway.reload(loaded.config);
+            if pending.is_complete() {
+                tracing::info!(file = %path.display(), cause, "configuration reloaded");
+            } else {
+                tracing::warn!(file = %path.display(), cause, not_applied = %pending, "configuration reloaded; some changes need a restart");
+            }
+        }
+        Err(e) => {
+            tracing::error!(
+                cause,
+                "reload rejected, the running configuration stays: {e}"
+            )
+        }
+    }
+}
+
+/// What identifies one version of the configuration file, seen through symlinks: a ConfigMap
+/// volume update swaps the `..data` symlink to a new directory (new path, new inode); an edit
+/// in place changes the modification time or the length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fingerprint {
+    target: Option<PathBuf>,
+    device: u64,
+    inode: u64,
+    modified: Option<std::time::SystemTime>,
+    len: u64,
+}
+
+impl Fingerprint {
+    fn of(path: &Path) -> Option<Fingerprint> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path).ok()?;
+        Some(Fingerprint {
+            target: std::fs::canonicalize(path).ok(),
+            device: meta.dev(),
+            inode: meta.ino(),
+            modified: meta.modified().ok(),
+            len: meta.len(),
+        })
+    }
+}
+
+/// Follows the configuration file by looking at its [`Fingerprint`] every period.
+struct FileWatch {
+    path: PathBuf,
+    period: Option<Duration>,
+    last: Option<Fingerprint>,
+}
+
+impl FileWatch {
+    fn new(path: &Path, period: Option<Duration>) -> Self {
+        FileWatch {
+            path: path.to_owned(),
+            period,
+            last: Fingerprint::of(path),
+        }
+    }
+
+    /// Resolves when the file changed (never when watching is off). A file that is briefly
+    /// missing is not a change: the next version that appears is.
+    async fn changed(&mut self) {
+        let Some(period) = self.period else {
+            return std::future::pending().await;
+        };
+        loop {
+            tokio::time::sleep(period).await;
+            let now = Fingerprint::of(&self.path);
+            if now.is_some() && now != self.last {
+                self.last = now;
+                return;
+            }
+        }
+    }
 }
 
 /// Installs the Prometheus exporter as the `metrics` recorder; returns its renderer.
@@ -267,19 +377,41 @@ enum Signal {
     Reload,
 }
 
-async fn next_signal() -> Signal {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot watch SIGTERM/SIGHUP; only Ctrl-C stops the gateway");
-        let _ = tokio::signal::ctrl_c().await;
-        return Signal::Stop;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => Signal::Stop,
-        _ = term.recv() => Signal::Stop,
-        _ = hup.recv() => Signal::Reload,
+/// SIGTERM, SIGINT and SIGHUP, registered once for the life of the gateway.
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (term, hup) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        );
+        if term.is_err() || hup.is_err() {
+            tracing::error!("cannot watch SIGTERM/SIGHUP; only Ctrl-C stops the gateway");
+        }
+        Signals {
+            term: term.ok(),
+            hup: hup.ok(),
+        }
+    }
+
+    async fn next(&mut self) -> Signal {
+        async fn recv(signal: Option<&mut tokio::signal::unix::Signal>) {
+            match signal {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => Signal::Stop,
+            () = recv(self.term.as_mut()) => Signal::Stop,
+            () = recv(self.hup.as_mut()) => Signal::Reload,
+        }
     }
 }
