@@ -346,14 +346,12 @@ impl Query {
             bytes[..2].copy_from_slice(&self.id().to_be_bytes());
         }
         let ours = self.as_bytes();
-        if let Some(end) = qname_end(ours) {
-            if bytes.get(4..6) == Some(&[0, 1][..]) {
-                if let Some(theirs) = bytes.get_mut(12..end) {
-                    if theirs.eq_ignore_ascii_case(&ours[12..end]) {
-                        theirs.copy_from_slice(&ours[12..end]);
-                    }
-                }
-            }
+        if let Some(end) = qname_end(ours)
+            && bytes.get(4..6) == Some(&[0, 1][..])
+            && let Some(theirs) = bytes.get_mut(12..end)
+            && theirs.eq_ignore_ascii_case(&ours[12..end])
+        {
+            theirs.copy_from_slice(&ours[12..end]);
         }
         Response(Bytes::from(bytes))
     }

@@ -823,10 +823,10 @@ impl Config {
             ListenerConfig::new(any(80), ListenerProtocol::Http),
         ];
         for entry in &self.allow_list.domains {
-            if let Some(port) = entry.port {
-                if !out.iter().any(|l| l.bind.port() == port) {
-                    out.push(ListenerConfig::new(any(port), ListenerProtocol::Auto));
-                }
+            if let Some(port) = entry.port
+                && !out.iter().any(|l| l.bind.port() == port)
+            {
+                out.push(ListenerConfig::new(any(port), ListenerProtocol::Auto));
             }
         }
         out
@@ -871,13 +871,13 @@ impl Config {
                 "the list is empty; remove it for a top level".into(),
             ));
         }
-        if let Some(level) = self.level.filter(|&l| l < defaults::TOP_LEVEL) {
-            if self.is_top_level() {
-                warnings.push(format!(
-                    "level {level} has no `parentIpAddr`: this gateway connects straight to the \
+        if let Some(level) = self.level.filter(|&l| l < defaults::TOP_LEVEL)
+            && self.is_top_level()
+        {
+            warnings.push(format!(
+                "level {level} has no `parentIpAddr`: this gateway connects straight to the \
                      real destinations (the internet), as the top level does"
-                ));
-            }
+            ));
         }
         if self.allow_list.domains.is_empty() && !self.allow_list.enable_arc_domains {
             warnings
@@ -932,14 +932,14 @@ impl Config {
         if self.limits.max_hops == 0 {
             return Err(("limits.maxHops".into(), "must be at least 1".into()));
         }
-        if let Some(dns) = &self.dns {
-            if dns.answer_ipv4.is_empty() && dns.answer_ipv6.is_empty() {
-                return Err((
-                    "dns.answerIpv4".into(),
-                    "the DNS server needs at least one address to answer with (this gateway's)"
-                        .into(),
-                ));
-            }
+        if let Some(dns) = &self.dns
+            && dns.answer_ipv4.is_empty()
+            && dns.answer_ipv6.is_empty()
+        {
+            return Err((
+                "dns.answerIpv4".into(),
+                "the DNS server needs at least one address to answer with (this gateway's)".into(),
+            ));
         }
         if self.timeouts.sniff.is_zero() || self.timeouts.connect.is_zero() {
             return Err((
@@ -954,13 +954,13 @@ impl Config {
             ));
         }
         for entry in &self.allow_list.domains {
-            if let (Some(port), Pattern::Exact(name)) = (entry.port, &entry.pattern) {
-                if !self.resolver.hosts.contains_key(name) {
-                    warnings.push(format!(
-                        "internal destination {name}:{port} has no address in `resolver.hosts`; \
+            if let (Some(port), Pattern::Exact(name)) = (entry.port, &entry.pattern)
+                && !self.resolver.hosts.contains_key(name)
+            {
+                warnings.push(format!(
+                    "internal destination {name}:{port} has no address in `resolver.hosts`; \
                          it will be resolved with `resolver.upstream`"
-                    ));
-                }
+                ));
             }
         }
         Ok(warnings)
