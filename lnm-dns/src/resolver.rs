@@ -77,7 +77,7 @@ where
 
     fn call(&mut self, request: DnsRequest) -> Self::Future {
         let action = decide(
-            &self.allowlist.load(),
+            &self.allowlist.current(),
             &self.config,
             &request.query,
             request.source.ip(),

@@ -31,6 +31,13 @@ impl AllowlistHandle {
         self.current.load_full()
     }
 
+    /// The current allowlist, borrowed for one decision: cheaper than [`load`](Self::load)
+    /// (no reference count is taken in the common case), for the per-connection and per-query
+    /// paths. Do not hold it across an `.await`: use [`load`](Self::load) for that.
+    pub fn current(&self) -> impl std::ops::Deref<Target = Allowlist> + '_ {
+        Borrowed(self.current.load())
+    }
+
     /// Replaces the allowlist for every later check.
     pub fn store(&self, allowlist: Allowlist) {
         self.current.store(Arc::new(allowlist));
@@ -49,6 +56,17 @@ impl AllowlistHandle {
     /// Whether `source` may use the gateway under the current allowlist.
     pub fn source_allowed(&self, source: IpAddr) -> bool {
         self.current.load().source_allowed(source)
+    }
+}
+
+/// The guard of [`AllowlistHandle::current`].
+struct Borrowed(arc_swap::Guard<Arc<Allowlist>>);
+
+impl std::ops::Deref for Borrowed {
+    type Target = Allowlist;
+
+    fn deref(&self) -> &Allowlist {
+        &self.0
     }
 }
 

@@ -249,8 +249,11 @@ pub fn admit(
     settings: &ProxySettings,
 ) -> Result<Connect, Refusal> {
     let port = settings.destination_port;
-    let name_text = sniffed.name_text();
-    let refuse = |outcome| Refusal::new(outcome, sniffed.protocol, name_text.as_deref(), port);
+    // The name as text only when a refusal's line needs it: an admitted connection takes none.
+    let refuse = |outcome| {
+        let name = sniffed.name_text();
+        Refusal::new(outcome, sniffed.protocol, name.as_deref(), port)
+    };
     let allowed = match decision {
         Ok(Decision::Allow(allowed)) => allowed,
         Ok(Decision::Deny(reason)) => return Err(refuse(Outcome::Denied(reason))),

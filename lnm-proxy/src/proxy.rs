@@ -388,7 +388,8 @@ impl Proxy {
             }
         }
         let arrival = Arrival::new(report.client, report.local, report.hops);
-        if let Err(refusal) = admit_arrival(&arrival, &self.allowlist.load(), &self.settings) {
+        let admitted = admit_arrival(&arrival, &self.allowlist.current(), &self.settings);
+        if let Err(refusal) = admitted {
             if let Outcome::TooManyHops { hops } = refusal.outcome {
                 tracing::warn!(client = %report.client, hops, max_hops = self.settings.max_hops,
                     "connection refused: it went round a loop of gateways or through too many");
