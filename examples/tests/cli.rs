@@ -2,16 +2,13 @@
 //! SIGHUP reload and SIGTERM drain (the `purdue-demo` quick start is tested in `demo.rs`).
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const GATEWAY: &str = env!("CARGO_BIN_EXE_lnm-gateway");
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
-}
+mod common;
+use common::{GATEWAY, Running, dns_a, free_port, repo};
 
 fn temp(name: &str, text: &str) -> PathBuf {
     let path = std::env::temp_dir().join(format!("lnm-cli-{}-{name}", std::process::id()));
@@ -107,52 +104,6 @@ fn export_dns_for_the_level_below() {
         out.contains(r#"match "^([a-z0-9_-]+\.)+blob\.core\.windows\.net\.$""#),
         "{out}"
     );
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Asks `server` for `name` A and returns the answer's addresses as text.
-fn dns_a(server: SocketAddr, name: &str) -> Vec<String> {
-    use domain::base::{Message, MessageBuilder, Name, Rtype};
-    use std::str::FromStr;
-    let mut msg = MessageBuilder::new_vec();
-    msg.header_mut().set_id(0x1234);
-    let mut q = msg.question();
-    q.push((Name::<Vec<u8>>::from_str(name).unwrap(), Rtype::A))
-        .unwrap();
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
-    socket.send_to(&q.finish(), server).unwrap();
-    let mut buf = vec![0u8; 512];
-    let Ok(n) = socket.recv(&mut buf) else {
-        return vec![];
-    };
-    buf.truncate(n);
-    let answer = Message::from_octets(buf).unwrap();
-    answer
-        .answer()
-        .unwrap()
-        .limit_to::<domain::rdata::A>()
-        .map(|r| r.unwrap().data().addr().to_string())
-        .collect()
-}
-
-/// Kills the child if the test fails half-way.
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn http_get(addr: SocketAddr, path: &str) -> Option<String> {

@@ -6,49 +6,14 @@
 //! running configuration kept.
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const GATEWAY: &str = env!("CARGO_BIN_EXE_lnm-gateway");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Asks `server` for `name` A and returns the answer's addresses as text.
-fn dns_a(server: SocketAddr, name: &str) -> Vec<String> {
-    use domain::base::{Message, MessageBuilder, Name, Rtype};
-    use std::str::FromStr;
-    let mut msg = MessageBuilder::new_vec();
-    msg.header_mut().set_id(0x4242);
-    let mut q = msg.question();
-    q.push((Name::<Vec<u8>>::from_str(name).unwrap(), Rtype::A))
-        .unwrap();
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
-    socket.send_to(&q.finish(), server).unwrap();
-    let mut buf = vec![0u8; 512];
-    let Ok(n) = socket.recv(&mut buf) else {
-        return vec![];
-    };
-    buf.truncate(n);
-    let answer = Message::from_octets(buf).unwrap();
-    answer
-        .answer()
-        .unwrap()
-        .limit_to::<domain::rdata::A>()
-        .map(|r| r.unwrap().data().addr().to_string())
-        .collect()
-}
+mod common;
+use common::{GATEWAY, Running, dns_a, free_port};
 
 /// A directory laid out as kubelet lays out a ConfigMap volume.
 struct ConfigMapVolume {
@@ -95,16 +60,6 @@ impl ConfigMapVolume {
 impl Drop for ConfigMapVolume {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Kills the child if the test fails half-way.
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

@@ -8,15 +8,13 @@
 //! podman with runc (installed by `scripts/install-test-deps.sh`); without root the run is
 //! skipped with a message — except under CI (`CI` set), which is root.
 
+mod common;
+use common::repo;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 const GATEWAY: &str = env!("CARGO_BIN_EXE_lnm-gateway");
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
-}
 
 fn run(program: &str, args: &[&str]) -> Output {
     Command::new(program)

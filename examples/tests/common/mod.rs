@@ -1,0 +1,54 @@
+//! Helpers shared by the tests that run lnm's binaries (each test file uses some of them).
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The `lnm-gateway` binary of this build.
+pub(crate) const GATEWAY: &str = env!("CARGO_BIN_EXE_lnm-gateway");
+
+/// A path of the repository.
+pub(crate) fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+/// A free port on 127.0.0.1 (bound and released: the gateway binds it next).
+pub(crate) fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Asks `server` for `name` A over UDP and returns the answer's addresses as text (none when
+/// there is no answer within 2 s).
+pub(crate) fn dns_a(server: SocketAddr, name: &str) -> Vec<String> {
+    let query = lnm_dns::Query::build(name, lnm_dns::Rtype::A).unwrap();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    socket.send_to(query.as_bytes(), server).unwrap();
+    let mut buf = vec![0u8; 512];
+    let Ok(n) = socket.recv(&mut buf) else {
+        return vec![];
+    };
+    buf.truncate(n);
+    lnm_dns::Response::new(buf)
+        .answers()
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+/// Kills the child if the test fails half-way.
+pub(crate) struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
