@@ -273,6 +273,25 @@ async fn the_rule_logged_is_the_rule_that_decided_even_after_a_reload() {
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
 
+impl Captured {
+    /// A `fmt` subscriber writing here, the default of this thread while the guard lives (the
+    /// tests using it run on a single-threaded runtime, so it covers their spawned tasks).
+    fn install() -> (Captured, tracing::subscriber::DefaultGuard) {
+        let captured = Captured::default();
+        let sink = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || sink.clone())
+            .finish();
+        (captured, tracing::subscriber::set_default(subscriber))
+    }
+
+    /// Everything written so far.
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
 impl std::io::Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.0.lock().unwrap().extend_from_slice(buf);
@@ -289,14 +308,7 @@ async fn every_log_line_of_a_connection_carries_its_span() {
     use lnm_proxy::{Accepted, ConnLimits, Incoming, ProxyServer};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let captured = Captured::default();
-    let sink = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(move || sink.clone())
-        .finish();
-    // This test's runtime is single-threaded: the default subscriber covers the spawned tasks.
-    let _default = tracing::subscriber::set_default(subscriber);
+    let (captured, _default) = Captured::install();
 
     let allowlist = Allowlist::builder().external("a.example").unwrap().build();
     let proxy = Proxy::builder(
@@ -324,7 +336,7 @@ async fn every_log_line_of_a_connection_carries_its_span() {
     drop(tx);
     server.drain(Duration::from_secs(5)).await;
 
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let text = captured.text();
     let line = text
         .lines()
         .find(|l| l.contains("denied: not allowlisted"))
@@ -345,13 +357,7 @@ async fn a_forwarded_dns_query_logs_inside_its_span() {
     };
     use tower::ServiceExt;
 
-    let captured = Captured::default();
-    let sink = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(move || sink.clone())
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let (captured, _default) = Captured::install();
 
     // An upstream that never answers: a bound UDP socket nobody reads.
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -376,7 +382,7 @@ async fn a_forwarded_dns_query_logs_inside_its_span() {
     };
     let Ok(response) = resolver.oneshot(request).await;
     assert_eq!(response.rcode(), Some(Rcode::SERVFAIL));
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let text = captured.text();
     let line = text
         .lines()
         .find(|l| l.contains("every DNS upstream failed"))

@@ -76,6 +76,24 @@ async fn lnm_child(parent: SocketAddr, protocol: ListenerProtocol) -> (SocketAdd
     (addr, server)
 }
 
+/// Runs HAProxy in the foreground with `conf` and waits until it listens on 127.0.0.1:`port`.
+async fn haproxy(name: &str, conf: &str, port: u16) -> (SocketAddr, Child) {
+    let dir = scratch(name);
+    std::fs::write(dir.join("haproxy.cfg"), conf).unwrap();
+    let mut haproxy = Command::new("haproxy")
+        .arg("-db")
+        .arg("-f")
+        .arg(dir.join("haproxy.cfg"))
+        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    listening(addr, &mut haproxy).await;
+    (addr, haproxy)
+}
+
 #[tokio::test]
 async fn nginx_as_parent_reads_the_original_client_from_lnm() {
     require_tool(
@@ -133,24 +151,12 @@ async fn haproxy_as_parent_reads_the_original_client_from_lnm() {
     );
     init_logging();
     let port = free_port();
-    let dir = scratch("haproxy-parent");
     let conf = format!(
         "defaults\n  mode http\n  timeout connect 5s\n  timeout client 5s\n  timeout server 5s\n\
          frontend parent\n  bind 127.0.0.1:{port} accept-proxy\n  \
          http-request return status 200 content-type text/plain lf-string \"%[src]:%[src_port]\"\n"
     );
-    std::fs::write(dir.join("haproxy.cfg"), conf).unwrap();
-    let mut haproxy = Command::new("haproxy")
-        .arg("-db")
-        .arg("-f")
-        .arg(dir.join("haproxy.cfg"))
-        .stderr(Stdio::null())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let parent: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    listening(parent, &mut haproxy).await;
+    let (parent, _haproxy) = haproxy("haproxy-parent", &conf, port).await;
 
     // Plain HTTP through an lnm HTTP listener: lnm sniffs the Host, HAProxy answers with `src`.
     let (child, _server) = lnm_child(parent, ListenerProtocol::Http).await;
@@ -201,24 +207,12 @@ async fn lnm_as_parent_reads_the_original_client_from_haproxy() {
     tokio::spawn(async move { serving.serve(listener).await });
 
     let port = free_port();
-    let dir = scratch("haproxy-child");
     let conf = format!(
         "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 5s\n  timeout server 5s\n\
          frontend child\n  bind 127.0.0.1:{port}\n  default_backend up\n\
          backend up\n  server lnm {lnm_addr} send-proxy-v2\n"
     );
-    std::fs::write(dir.join("haproxy.cfg"), conf).unwrap();
-    let mut haproxy = Command::new("haproxy")
-        .arg("-db")
-        .arg("-f")
-        .arg(dir.join("haproxy.cfg"))
-        .stderr(Stdio::null())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let child: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    listening(child, &mut haproxy).await;
+    let (child, _haproxy) = haproxy("haproxy-child", &conf, port).await;
 
     let mut client = connect_from("127.0.0.79", child).await;
     let client_addr = client.local_addr().unwrap();
