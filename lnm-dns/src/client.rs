@@ -487,7 +487,7 @@ async fn receive(socket: Arc<UdpSocket>, pending: Pending) {
 /// Whether `answer` is for `query`'s question: the same name (ASCII case aside), type and
 /// class. An answer without a question section (some servers' FORMERR or NOTIMP) is taken on
 /// its ID alone, and so is any answer to a query whose question cannot be delimited.
-fn answers_question(answer: &[u8], query: &[u8]) -> bool {
+pub(crate) fn answers_question(answer: &[u8], query: &[u8]) -> bool {
     if answer.get(4..6) == Some(&[0, 0][..]) {
         return true;
     }

@@ -105,6 +105,11 @@ pub mod fuzzing {
     pub fn aged(answer: &[u8], age: u32) -> Option<Vec<u8>> {
         crate::cache::aged(answer, age)
     }
+
+    /// The upstream client's check that an answer is for the query's question.
+    pub fn answers_question(answer: &[u8], query: &[u8]) -> bool {
+        crate::client::answers_question(answer, query)
+    }
 }
 
 /// The buffer type of [`Query::parse`] and [`Response`] (the `bytes` crate).
