@@ -245,3 +245,37 @@ async fn reload_reports_what_needs_a_restart_and_start_names_what_it_cannot_bind
     }
     gateway.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_listener_the_application_bound_serves_and_an_unknown_source_is_refused() {
+    use lnm_policy::config::{DomainEntry, ListenerConfig, ListenerProtocol};
+    use lnm_proxy::Incoming;
+
+    let own = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = own.local_addr().unwrap();
+    let config = Config::level(4)
+        .allow(DomainEntry::external("a.example").unwrap())
+        .with_listener(ListenerConfig::new(addr, ListenerProtocol::Tls));
+    let gateway = Gateway::builder(config.clone())
+        .incoming(addr, Incoming::Tcp(own))
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(gateway.addrs(), vec![addr]);
+    assert_eq!(
+        first_reaction(addr, &client_hello(Some(b"denied.example"))).await,
+        lnm_proxy::Alert::UnrecognizedName.record()
+    );
+    gateway.shutdown().await;
+
+    let elsewhere: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let (_tx, source) = Incoming::channel(1);
+    match Gateway::builder(config)
+        .incoming(elsewhere, source)
+        .start()
+        .await
+    {
+        Err(lnm_proxy::Error::UnknownListener { bind }) => assert_eq!(bind, elsewhere),
+        other => panic!("expected UnknownListener, got {other:?}"),
+    }
+}

@@ -272,6 +272,34 @@ mod tests {
         );
     }
 
+    /// An application's own request type: the target's name only.
+    struct NameOnly(String);
+
+    impl HopRequest for NameOnly {
+        fn from_parts(target: &Target, _info: &ConnInfo) -> Self {
+            NameOnly(target.name.to_string())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_service_of_the_applications_request_type_is_a_hop() {
+        let net = MemoryNetwork::new();
+        let mut listener = net.bind("named.example").unwrap();
+        let dial_net = net.clone();
+        let svc = tower::service_fn(move |r: NameOnly| {
+            let net = dial_net.clone();
+            async move { net.connect(&r.0, "127.0.0.1:1".parse().unwrap()).await }
+        });
+        let hop = TowerHop::<_, NameOnly>::for_requests(svc);
+        hop.connect(
+            &Target::new("named.example".parse().unwrap(), 443),
+            &ConnInfo::default(),
+        )
+        .await
+        .unwrap();
+        assert!(listener.accept().await.is_some());
+    }
+
     #[tokio::test]
     async fn a_closure_service_is_a_hop() {
         let net = MemoryNetwork::new();
