@@ -80,22 +80,14 @@ enum Format {
 #[derive(Debug, Clone, Copy)]
 struct Interval(Option<Duration>);
 
+/// `off`, or a duration as the configuration writes them (`2s`, `500ms`, `1m`: humantime, the
+/// same parser as `timeouts`).
 fn parse_interval(text: &str) -> Result<Interval, String> {
-    if text == "off" || text == "0" {
+    if text == "off" {
         return Ok(Interval(None));
     }
-    let (number, unit) = text
-        .find(|c: char| !c.is_ascii_digit())
-        .map_or((text, ""), |i| text.split_at(i));
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?}: expected a duration such as 2s or 500ms, or off"))?;
-    let period = match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        _ => return Err(format!("{text:?}: the unit is ms, s or m")),
-    };
+    let period = humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?}: {e} (a duration such as 2s or 500ms, or off)"))?;
     Ok(Interval((!period.is_zero()).then_some(period)))
 }
 
