@@ -5,7 +5,7 @@
 #   CANDIDATE_DNS_CMD="$PWD/benches/harness/lnm-dns.sh {listen} {answer_ip} {upstream} {allowlist} {workdir}" \
 #   ../shared/bench/run-peers.sh
 #
-# LNM_BIN overrides the binary; LNM_THREADS the worker threads (default 1, like dnsmasq);
+# LNM_BIN overrides the binary; LNM_WORKERS the thread-per-core workers (default 1, like dnsmasq);
 # LNM_LOG the log level (default info; DNS queries are logged at debug).
 set -euo pipefail
 listen=$1 answer=$2 upstream=$3 allowlist=$4 workdir=$5
@@ -23,10 +23,7 @@ config="$workdir/lnm-dns.yaml"
     echo "    - {destinationUrl: \"$name\", destinationType: external}"
   done
 } > "$config"
-# LNM_THREADS=default: lnm's own default (one worker per CPU it may run on).
-if [ "${LNM_THREADS:-1}" = default ]; then
-  unset TOKIO_WORKER_THREADS
-else
-  export TOKIO_WORKER_THREADS=${LNM_THREADS:-1}
-fi
-exec "$bin" --config "$config"
+# LNM_WORKERS=default: lnm's own default (one worker per CPU it may run on).
+workers=()
+if [ "${LNM_WORKERS:-1}" != default ]; then workers=(--workers "${LNM_WORKERS:-1}"); fi
+exec "$bin" --config "$config" "${workers[@]}"

@@ -7,7 +7,7 @@
 #   ../shared/bench/run-peers.sh
 #
 # Both levels forward to {parent} (L3 → L4, L4 → the origin), as the peers do. LNM_BIN overrides
-# the binary (default: target/release/lnm-gateway); LNM_THREADS the worker threads (default 1,
+# the binary (default: target/release/lnm-gateway); LNM_WORKERS the thread-per-core workers (default 1,
 # like the single-worker peers); LNM_LOG the log level (default info: one line per connection);
 # LNM_ZERO_COPY=false relays bulk transfers by copying instead of splice(2).
 set -euo pipefail
@@ -33,10 +33,7 @@ config="$workdir/lnm-l$level.yaml"
     echo "    - {destinationUrl: \"$name\", destinationType: external}"
   done
 } > "$config"
-# LNM_THREADS=default: lnm's own default (one worker per CPU it may run on).
-if [ "${LNM_THREADS:-1}" = default ]; then
-  unset TOKIO_WORKER_THREADS
-else
-  export TOKIO_WORKER_THREADS=${LNM_THREADS:-1}
-fi
-exec "$bin" --config "$config"
+# LNM_WORKERS=default: lnm's own default (one worker per CPU it may run on).
+workers=()
+if [ "${LNM_WORKERS:-1}" != default ]; then workers=(--workers "${LNM_WORKERS:-1}"); fi
+exec "$bin" --config "$config" "${workers[@]}"

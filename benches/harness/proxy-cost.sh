@@ -75,7 +75,7 @@ HAPROXY
 # Starts IMPL pinned to CPU 1; prints "PID ADDRESS" of the process whose CPU is counted.
 start() {
   case $1 in
-    lnm) TOKIO_WORKER_THREADS=1 taskset -c 1 "$bin" --config "$work/lnm.yaml" > "$work/lnm.log" 2>&1 &
+    lnm) taskset -c 1 "$bin" --config "$work/lnm.yaml" --workers "${LNM_WORKERS:-1}" > "$work/lnm.log" 2>&1 &
          pids+=($!); sleep 0.5; echo "$! 127.0.4.9" ;;
     nginx) taskset -c 1 nginx -c "$work/nginx.conf" > /dev/null 2>&1 &
          local master=$!; pids+=($master); sleep 0.5; echo "$(pgrep -P "$master" | head -1) 127.0.4.1" ;;

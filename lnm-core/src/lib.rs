@@ -16,6 +16,7 @@
 //!   wire code);
 //! - [`random_u64`]: the random numbers behind DNS query IDs and hash seeds;
 //! - [`OwnAddrs`]: a gateway's own addresses, which hops refuse to dial (loop protection);
+//! - [`socket`]: listening sockets as a gateway binds them, one `SO_REUSEPORT` copy per worker;
 //! - [`Reason`] and [`Denied`]: why a connection was denied, wherever that was decided;
 //! - [`Error`]: why a hop failed.
 //!
@@ -26,6 +27,7 @@
 //! - `resolve.rs`: [`Resolve`], [`SystemResolver`], [`StaticHosts`]
 //! - `random.rs`: [`random_u64`]
 //! - `own.rs`: [`OwnAddrs`]
+//! - `socket.rs`: [`socket::tcp_listeners`], [`socket::udp_sockets`]
 //! - `proxy_header.rs`: PROXY protocol v2 between gateways (client address, hop count)
 //! - `reason.rs`: [`Reason`], [`Denied`]
 //! - `error.rs`: [`Error`]
@@ -55,6 +57,7 @@ pub mod proxy_header;
 mod random;
 mod reason;
 pub mod resolve;
+pub mod socket;
 mod target;
 
 /// The attribute that implements [`Hop`] (and other async traits of lnm) for your types:

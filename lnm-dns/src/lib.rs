@@ -128,7 +128,7 @@ pub use forward::{Forwarder, ForwarderConfig};
 pub use message::{EDNS_UDP_SIZE, PLAIN_UDP_SIZE, Query, Rejected, Response};
 pub use resolver::{DnsRequest, Fallback, Refuser, RewriteResolver, Transport};
 pub use rewrite::{Action, RewriteConfig, decide};
-pub use server::{DnsLimits, DnsServer, bind};
+pub use server::{DnsLimits, DnsServer, bind, bind_workers};
 /// The tower crate this crate's services are written for: call them with
 /// `lnm_dns::tower::ServiceExt` and write layers at the same version.
 pub use tower;

@@ -54,15 +54,33 @@ impl Default for DnsLimits {
 /// Binds UDP and TCP on the same address. With port 0, TCP takes the port UDP got, trying
 /// again with a new port when that TCP port happens to be in use.
 pub async fn bind(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
+    let (udp, tcp) = bind_workers(addr, 1)?
+        .pop()
+        .ok_or_else(|| io::Error::other("cannot bind DNS"))?;
+    Ok((UdpSocket::from_std(udp)?, TcpListener::from_std(tcp)?))
+}
+
+/// Binds `workers` UDP + TCP socket pairs on the same address, for thread-per-core serving:
+/// with more than one, every socket has `SO_REUSEPORT` and the kernel spreads clients over
+/// them. The sockets are non-blocking and not yet tied to a runtime: each worker turns its pair
+/// into tokio sockets (`from_std`) on its own event loop and serves them with
+/// [`DnsServer::serve`]. With port 0, all take the port the first UDP socket got (trying again
+/// with a new port when TCP cannot have it).
+pub fn bind_workers(
+    addr: SocketAddr,
+    workers: usize,
+) -> io::Result<Vec<(std::net::UdpSocket, std::net::TcpListener)>> {
+    use lnm_core::socket::{Bind, tcp_listeners, udp_sockets};
+
+    let bind = Bind::new(workers, TCP_BACKLOG);
     let attempts = if addr.port() == 0 { 16 } else { 1 };
     let mut last = None;
     for _ in 0..attempts {
-        let udp = UdpSocket::bind(addr)
-            .await
+        let udp = udp_sockets(addr, bind)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot bind DNS UDP {addr}: {e}")))?;
-        let bound = udp.local_addr()?;
-        match TcpListener::bind(bound).await {
-            Ok(tcp) => return Ok((udp, tcp)),
+        let bound = udp[0].local_addr()?;
+        match tcp_listeners(bound, bind) {
+            Ok(tcp) => return Ok(udp.into_iter().zip(tcp).collect()),
             Err(e) => {
                 last = Some(io::Error::new(
                     e.kind(),
@@ -73,6 +91,9 @@ pub async fn bind(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
     }
     Err(last.unwrap_or_else(|| io::Error::other("cannot bind DNS")))
 }
+
+/// The listen backlog of a DNS TCP socket (tokio's default for its listeners).
+const TCP_BACKLOG: u32 = 1024;
 
 /// Serves a DNS service (such as a [`RewriteResolver`](crate::RewriteResolver)) until shut down.
 #[derive(Debug, Clone)]

@@ -20,6 +20,14 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A worker thread or its runtime could not be started (`workers`; the system's thread
+    /// limit, memory).
+    #[error("cannot start the gateway's worker threads: {source}")]
+    Workers {
+        /// The system's error.
+        #[source]
+        source: io::Error,
+    },
     /// [`GatewayBuilder::incoming`](crate::GatewayBuilder::incoming) named an address that is
     /// not a listener of the configuration.
     #[error(
@@ -83,6 +91,8 @@ pub enum NeedsRestart {
     Admin,
     /// The connection limits changed.
     Limits,
+    /// The number of workers changed.
+    Workers,
 }
 
 impl fmt::Display for NeedsRestart {
@@ -95,6 +105,7 @@ impl fmt::Display for NeedsRestart {
             }
             NeedsRestart::Admin => f.write_str("the admin address changed"),
             NeedsRestart::Limits => f.write_str("connection limits changed"),
+            NeedsRestart::Workers => f.write_str("workers changed"),
         }
     }
 }

@@ -10,6 +10,14 @@
 //! and the DNS server (bound, or asked in process). The configuration's DNS, admin, limits,
 //! PROXY protocol and reload keep working with the application's parts.
 //!
+//! A gateway runs `workers` event loops (one per CPU by default, see
+//! [`Config::effective_workers`]): the runtime that starts it, plus threads with a
+//! current-thread runtime each. Every worker accepts on its own `SO_REUSEPORT` copy of each
+//! proxy listener and of the DNS socket, and serves what it accepted on its own thread; the
+//! allowlist, the connection limits (exact, counted across workers), the metrics, reload and
+//! the shutdown drain cover all workers. A listener served from a source the application hands
+//! in ([`GatewayBuilder::incoming`]) runs on the starting runtime.
+//!
 //! [`Gateway::reload`] applies a new configuration without touching live connections: the
 //! allowlist is swapped atomically (DNS and proxy alike), and each listener hands its new
 //! connections to a proxy built from the new settings and hops. Changing what is bound
@@ -23,14 +31,15 @@ use std::sync::Arc;
 
 use lnm_core::OwnAddrs;
 use lnm_core::hop::SharedHop;
+use lnm_core::socket::{Bind, tcp_listeners};
 use lnm_policy::config::{Config, ListenerConfig};
 use lnm_policy::{AllowlistHandle, BoxPolicy, Decision, Policy, Request, Route};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{Admin, RenderMetrics};
 use crate::error::{Error, NeedsRestart, ReloadReport};
 use crate::parts::{external_hop, internal_hop};
+use crate::workers::Workers;
 use crate::{ConnLimits, Incoming, Observer, Proxy, ProxyServer, ProxySettings};
 
 /// Wraps the hops a gateway builds from its configuration (see [`GatewayBuilder::wrap_hops`]).
@@ -67,8 +76,8 @@ struct Parts {
 /// allowlist is swapped atomically (DNS and proxy alike), and each listener hands its new
 /// connections to a proxy built from the new settings and hops (the application's hop
 /// replacements and wrapper included). Changing what is bound (listener or DNS addresses, DNS
-/// answers or upstreams, the admin address) or the connection limits needs a restart and is
-/// reported as such.
+/// answers or upstreams, the admin address), the connection limits or the number of workers
+/// needs a restart and is reported as such.
 pub struct Gateway {
     config: Config,
     allowlist: AllowlistHandle,
@@ -80,6 +89,7 @@ pub struct Gateway {
     resolver: Option<GatewayResolver>,
     admin: Option<Admin>,
     parts: Parts,
+    workers: Workers,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -88,6 +98,7 @@ impl std::fmt::Debug for Gateway {
             .field("listeners", &self.addrs())
             .field("dns", &self.dns_addr())
             .field("admin", &self.admin_addr())
+            .field("workers", &self.workers.count())
             .finish()
     }
 }
@@ -252,6 +263,10 @@ impl GatewayBuilder {
             None => BoxPolicy::allowlist(allowlist.clone()),
         };
         let own = OwnAddrs::new();
+        let workers = Workers::start(config.effective_workers())
+            .await
+            .map_err(|source| Error::Workers { source })?;
+        let bind = Bind::new(workers.count(), config.limits.listen_backlog);
         let mut sources = Vec::new();
         for listener in config.effective_listeners() {
             let given = incoming
@@ -267,15 +282,15 @@ impl GatewayBuilder {
                 Some(Incoming::Tcp(tcp)) => {
                     let addr = tcp.local_addr().map_err(bind_err)?;
                     own.add_listener(addr);
-                    (Incoming::Tcp(tcp), addr)
+                    (Source::Given(Incoming::Tcp(tcp)), addr)
                 }
-                Some(other) => (other, listener.bind),
+                Some(other) => (Source::Given(other), listener.bind),
                 None => {
-                    let tcp =
-                        listen(listener.bind, config.limits.listen_backlog).map_err(bind_err)?;
-                    let addr = tcp.local_addr().map_err(bind_err)?;
+                    let copies = tcp_listeners(listener.bind, bind).map_err(bind_err)?;
+                    let addr = copies[0].local_addr().map_err(bind_err)?;
+                    warn_if_backlog_capped(addr, bind.backlog);
                     own.add_listener(addr);
-                    (Incoming::Tcp(tcp), addr)
+                    (Source::PerWorker(copies), addr)
                 }
             };
             sources.push((listener, source, addr));
@@ -301,9 +316,24 @@ impl GatewayBuilder {
         for (listener, source, addr) in sources {
             let proxy = hops.proxy(&config, &listener, &allowlist, &policy, &parts);
             let server = ProxyServer::new(proxy, limits);
-            let serving = server.clone();
-            tokio::spawn(async move { serving.serve_incoming(source, addr).await });
-            tracing::info!(%addr, protocol = ?listener.protocol, destination_port = listener.destination_port(), "proxy listening");
+            match source {
+                Source::Given(incoming) => {
+                    let serving = server.clone();
+                    tokio::spawn(async move { serving.serve_incoming(incoming, addr).await });
+                }
+                Source::PerWorker(copies) => {
+                    for (i, copy) in copies.into_iter().enumerate() {
+                        let serving = server.clone();
+                        workers.spawn(i, async move {
+                            match tokio::net::TcpListener::from_std(copy) {
+                                Ok(tcp) => serving.serve(tcp).await,
+                                Err(e) => tracing::error!(%addr, worker = i, error = %e, "a worker cannot serve its copy of the listener; the other workers serve it"),
+                            }
+                        });
+                    }
+                }
+            }
+            tracing::info!(%addr, protocol = ?listener.protocol, destination_port = listener.destination_port(), workers = workers.count(), "proxy listening");
             listeners.push(Listener {
                 config: listener,
                 addr,
@@ -319,14 +349,13 @@ impl GatewayBuilder {
                 if dns_in_process {
                     (None, Some(resolver))
                 } else {
-                    let running =
-                        serve_dns(dns, resolver.clone())
-                            .await
-                            .map_err(|source| Error::Bind {
-                                what: "DNS server",
-                                addr: dns.bind,
-                                source,
-                            })?;
+                    let running = serve_dns(dns, resolver.clone(), &workers).map_err(|source| {
+                        Error::Bind {
+                            what: "DNS server",
+                            addr: dns.bind,
+                            source,
+                        }
+                    })?;
                     (Some(running), Some(resolver))
                 }
             }
@@ -354,8 +383,17 @@ impl GatewayBuilder {
             resolver,
             admin,
             parts,
+            workers,
         })
     }
+}
+
+/// Where a listener's connections come from once bound.
+enum Source {
+    /// One `SO_REUSEPORT` copy per worker (bound by the gateway).
+    PerWorker(Vec<std::net::TcpListener>),
+    /// The application's source, served on the starting runtime.
+    Given(Incoming),
 }
 
 /// The two hops of a gateway, as the configuration and the application's parts make them.
@@ -440,6 +478,9 @@ impl Gateway {
         if new.limits != self.config.limits {
             needs_restart.push(NeedsRestart::Limits);
         }
+        if new.effective_workers() != self.workers.count() {
+            needs_restart.push(NeedsRestart::Workers);
+        }
         self.config = new;
         ReloadReport { needs_restart }
     }
@@ -481,6 +522,11 @@ impl Gateway {
         self.resolver.as_ref()
     }
 
+    /// How many workers serve this gateway's listeners and DNS (see the module docs).
+    pub fn workers(&self) -> usize {
+        self.workers.count()
+    }
+
     /// The admin endpoint's address, when one runs.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin.as_ref().map(Admin::addr)
@@ -501,50 +547,58 @@ impl Gateway {
         // One deadline for the whole gateway: the listeners drain together.
         let deadline = self.config.timeouts.shutdown_drain;
         let drains = self.listeners.iter().map(|l| l.server.drain(deadline));
-        futures_util::future::join_all(drains)
+        let closed = futures_util::future::join_all(drains)
             .await
             .into_iter()
-            .sum()
+            .sum();
+        self.workers.stop().await;
+        closed
     }
 }
 
-/// A TCP listener on `addr` with room for `backlog` connections not yet accepted (the kernel
-/// caps it at `net.core.somaxconn`; a lower cap is logged once).
-fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
-    let socket = match addr {
-        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-    };
-    // As std and tokio do: a restarted gateway rebinds at once despite TIME_WAIT connections.
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
+/// Logs once when the kernel caps a listener's backlog below the configured one.
+fn warn_if_backlog_capped(addr: SocketAddr, backlog: u32) {
     let cap = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
         .ok()
         .and_then(|text| text.trim().parse::<u32>().ok());
     if let Some(cap) = cap.filter(|&cap| cap < backlog) {
         tracing::warn!(%addr, backlog, somaxconn = cap, "listen backlog capped by net.core.somaxconn; raise it for bursts");
     }
-    socket.listen(backlog)
 }
 
+/// Binds the DNS server's sockets, one UDP + TCP pair per worker, and serves each pair on its
+/// worker.
 #[cfg(feature = "dns")]
-async fn serve_dns(
+fn serve_dns(
     dns: &lnm_policy::config::DnsConfig,
     resolver: GatewayResolver,
+    workers: &Workers,
 ) -> io::Result<(SocketAddr, CancellationToken)> {
     use lnm_dns::{DnsLimits, DnsServer};
 
-    let (udp, tcp) = lnm_dns::bind(dns.bind).await?;
-    let addr = udp.local_addr()?;
+    let pairs = lnm_dns::bind_workers(dns.bind, workers.count())?;
+    let addr = pairs[0].0.local_addr()?;
     let server = DnsServer::new(resolver, DnsLimits::default());
     let stop = CancellationToken::new();
-    let stopped = stop.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            () = server.serve(udp, tcp) => {}
-            () = stopped.cancelled() => server.shutdown(),
-        }
-    });
-    tracing::info!(%addr, upstreams = dns.upstream.len(), "DNS rewrite server listening");
+    for (i, (udp, tcp)) in pairs.into_iter().enumerate() {
+        let server = server.clone();
+        let stopped = stop.clone();
+        workers.spawn(i, async move {
+            let sockets = tokio::net::UdpSocket::from_std(udp)
+                .and_then(|udp| Ok((udp, tokio::net::TcpListener::from_std(tcp)?)));
+            let (udp, tcp) = match sockets {
+                Ok(sockets) => sockets,
+                Err(e) => {
+                    tracing::error!(%addr, worker = i, error = %e, "a worker cannot serve its copy of the DNS sockets; the other workers serve them");
+                    return;
+                }
+            };
+            tokio::select! {
+                () = server.serve(udp, tcp) => {}
+                () = stopped.cancelled() => server.shutdown(),
+            }
+        });
+    }
+    tracing::info!(%addr, upstreams = dns.upstream.len(), workers = workers.count(), "DNS rewrite server listening");
     Ok((addr, stop))
 }

@@ -89,6 +89,7 @@ mod settings;
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub mod sim;
 pub mod sniff;
+mod workers;
 
 pub use deny::Alert;
 pub use error::{Error, NeedsRestart, ReloadReport};

@@ -3,6 +3,7 @@
 //! ```sh
 //! lnm-gateway --config level3.yaml            # run until SIGINT/SIGTERM (then drain); SIGHUP reloads
 //! lnm-gateway --config /etc/lnm/config.yaml --watch-interval 2s   # also reload when the file changes
+//! lnm-gateway --config level3.yaml --workers 4  # thread-per-core workers (default: one per CPU)
 //! lnm-gateway --config level3.yaml --check    # validate, print the effective config, exit 0 or 2
 //! lnm-gateway export-dns --config level4.yaml --format dnsmasq   # DNS config for the level below
 //! ```
@@ -49,6 +50,10 @@ struct Args {
     /// `2s`, `500ms`; `off`: only SIGHUP reloads.
     #[arg(long, default_value = "2s", value_parser = parse_interval)]
     watch_interval: Interval,
+    /// Thread-per-core workers, each with its own SO_REUSEPORT sockets; overrides the
+    /// configuration's `workers` (default: one per CPU this process may use).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    workers: Option<u16>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -109,7 +114,12 @@ fn main() -> ExitCode {
             }),
             _,
         ) => export_dns(&config, format, upstream),
-        (None, Some(config)) => run_level(&config, args.check, args.watch_interval),
+        (None, Some(config)) => run_level(
+            &config,
+            args.check,
+            args.watch_interval,
+            args.workers.map(usize::from),
+        ),
         (None, None) => {
             eprintln!("lnm-gateway: --config FILE is required (see --help)");
             ExitCode::from(2)
@@ -163,11 +173,12 @@ fn export_dns(path: &Path, format: Format, upstream: Vec<SocketAddr>) -> ExitCod
     ExitCode::SUCCESS
 }
 
-fn run_level(path: &Path, check: bool, watch: Interval) -> ExitCode {
-    let loaded = match load(path) {
+fn run_level(path: &Path, check: bool, watch: Interval, workers: Option<usize>) -> ExitCode {
+    let mut loaded = match load(path) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
+    loaded.config.workers = workers.or(loaded.config.workers);
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(loaded.config.log_level.map_or("info", |l| l.as_str())));
     use std::io::IsTerminal;
@@ -194,18 +205,11 @@ fn run_level(path: &Path, check: bool, watch: Interval) -> ExitCode {
             }
         };
     }
-    // One worker: run the event loop on this thread (no cross-thread wake-ups or work-stealing
-    // bookkeeping); more: the multi-threaded scheduler (TOKIO_WORKER_THREADS, default: one per CPU).
-    let single = std::env::var("TOKIO_WORKER_THREADS").is_ok_and(|n| n.trim() == "1");
-    let built = if single {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-    };
+    // This thread's event loop is worker 0 (it also runs the admin endpoint, signals and the
+    // file watch); the gateway starts the other workers, one current-thread runtime each.
+    let built = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
     let runtime = match built {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -213,10 +217,10 @@ fn run_level(path: &Path, check: bool, watch: Interval) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(path.to_owned(), loaded.config, watch))
+    runtime.block_on(run(path.to_owned(), loaded.config, watch, workers))
 }
 
-async fn run(path: PathBuf, config: Config, watch: Interval) -> ExitCode {
+async fn run(path: PathBuf, config: Config, watch: Interval, workers: Option<usize>) -> ExitCode {
     let render = if config.admin.is_some() {
         install_metrics()
     } else {
@@ -230,7 +234,7 @@ async fn run(path: PathBuf, config: Config, watch: Interval) -> ExitCode {
         }
     };
     tracing::info!(
-        level = ?config.level, listeners = ?gateway.addrs(), dns = ?gateway.dns_addr(), admin = ?gateway.admin_addr(),
+        level = ?config.level, listeners = ?gateway.addrs(), dns = ?gateway.dns_addr(), admin = ?gateway.admin_addr(), workers = gateway.workers(),
         "gateway running"
     );
     let mut signals = Signals::new();
@@ -243,7 +247,7 @@ async fn run(path: PathBuf, config: Config, watch: Interval) -> ExitCode {
             },
             () = file.changed() => "file changed",
         };
-        reload(&mut gateway, &path, cause);
+        reload(&mut gateway, &path, cause, workers);
     }
     tracing::info!(drain = ?gateway.config().timeouts.shutdown_drain, "stopping: no new connections, draining");
     let closed = gateway.shutdown().await;
@@ -251,11 +255,13 @@ async fn run(path: PathBuf, config: Config, watch: Interval) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Loads `path` again and applies it; a file that does not load leaves the running
-/// configuration in place.
-fn reload(gateway: &mut Gateway, path: &Path, cause: &str) {
+/// Loads `path` again and applies it (`workers` from the command line over the file's); a file
+/// that does not load leaves the running configuration in place.
+fn reload(gateway: &mut Gateway, path: &Path, cause: &str, workers: Option<usize>) {
     match Config::load(path) {
-        Ok(loaded) => {
+        Ok(mut loaded) => {
+            // `--workers` holds for every version of the file.
+            loaded.config.workers = workers.or(loaded.config.workers);
             for warning in &loaded.warnings {
                 tracing::warn!(file = %path.display(), "{warning}");
             }

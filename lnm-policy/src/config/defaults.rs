@@ -14,6 +14,9 @@ pub const MAX_HOPS: u8 = 8;
 /// `limits.listenBacklog`: connections the kernel queues per proxy listener before they are
 /// accepted (a burst of clients); the kernel caps it at `net.core.somaxconn`.
 pub const LISTEN_BACKLOG: u32 = 4096;
+/// `workers`: the most thread-per-core workers a gateway runs (a typo guard: each worker is a
+/// thread with its own sockets).
+pub const MAX_WORKERS: usize = 1024;
 /// `limits.maxClientHello`: the largest ClientHello handshake message (4-byte header + body,
 /// record headers not counted), in bytes.
 pub const MAX_CLIENT_HELLO: usize = 64 * 1024;

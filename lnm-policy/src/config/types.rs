@@ -77,6 +77,11 @@ pub struct Config {
     /// Timeouts.
     #[serde(default)]
     pub timeouts: Timeouts,
+    /// Thread-per-core workers: each runs its own event loop with its own `SO_REUSEPORT`
+    /// socket for every proxy listener and the DNS server. Absent: one per CPU this process
+    /// may use (see [`Config::effective_workers`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<usize>,
 }
 
 /// Describing a level in code: every section has a constructor, so a configuration needs no
@@ -182,6 +187,12 @@ impl Config {
     /// Sets the relay section.
     pub fn with_relay(mut self, relay: RelayConfig) -> Self {
         self.relay = relay;
+        self
+    }
+
+    /// Sets the number of thread-per-core workers (`workers`).
+    pub fn with_workers(mut self, workers: usize) -> Self {
+        self.workers = Some(workers);
         self
     }
 }
@@ -832,6 +843,14 @@ impl Config {
         out
     }
 
+    /// The number of workers to run: `workers`, or one per CPU this process may use (its CPU
+    /// affinity and cgroup quota; 1 when that cannot be told).
+    pub fn effective_workers(&self) -> usize {
+        self.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
+    }
+
     /// Checks what serde cannot (values that contradict each other) for a configuration built
     /// in code: the warnings, or an [`Error::Invalid`] naming the key (the file is
     /// `"configuration"`). [`Config::parse`] runs the same checks.
@@ -928,6 +947,17 @@ impl Config {
         }
         if self.limits.listen_backlog == 0 {
             return Err(("limits.listenBacklog".into(), "must be at least 1".into()));
+        }
+        if let Some(workers) = self.workers
+            && !(1..=defaults::MAX_WORKERS).contains(&workers)
+        {
+            return Err((
+                "workers".into(),
+                format!(
+                    "must be between 1 and {} (absent: one per CPU)",
+                    defaults::MAX_WORKERS
+                ),
+            ));
         }
         if self.limits.max_hops == 0 {
             return Err(("limits.maxHops".into(), "must be at least 1".into()));
