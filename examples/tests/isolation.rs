@@ -299,9 +299,16 @@ fn level_2_reaches_the_cloud_only_through_the_lnm_chain() {
     assert!(!evil.status.success());
     let err = String::from_utf8_lossy(&evil.stderr).to_lowercase();
     assert!(err.contains("unrecognized name"), "{err}");
-    let l3_log = std::fs::read_to_string(dir.join("l3.log")).unwrap_or_default();
-    assert!(
-        l3_log.contains("evil.example.com") && l3_log.contains("not allowlisted"),
-        "{l3_log}"
-    );
+    // The gateway writes its log in batches (at most 100 ms after the line).
+    let refusal_logged =
+        |log: &str| log.contains("evil.example.com") && log.contains("not allowlisted");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let l3_log = loop {
+        let log = std::fs::read_to_string(dir.join("l3.log")).unwrap_or_default();
+        if refusal_logged(&log) || std::time::Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(refusal_logged(&l3_log), "{l3_log}");
 }

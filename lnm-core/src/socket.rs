@@ -49,32 +49,48 @@ fn socket(addr: SocketAddr, kind: Type, protocol: Protocol, bind: &Bind) -> io::
     Ok(socket)
 }
 
+/// Claims `addr` for one gateway: a socket without `SO_REUSEPORT` is bound there first and
+/// closed again, so an address another process (or another gateway of this process) already
+/// listens on fails with `AddrInUse` instead of being shared by the kernel. With port 0 the
+/// claim picks the free port the copies then take. Returns the address to bind the copies to.
+fn claim(addr: SocketAddr, kind: Type, protocol: Protocol, bind: &Bind) -> io::Result<SocketAddr> {
+    if !bind.shared() {
+        return Ok(addr);
+    }
+    let single = Bind { copies: 1, ..*bind };
+    let probe = socket(addr, kind, protocol, &single)?;
+    if kind == Type::STREAM {
+        // A listening socket is what makes later binds of the port conflict.
+        probe.listen(1)?;
+    }
+    probe
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| io::Error::other("bound socket has no IP address"))
+}
+
 /// `bind.copies` TCP listeners on `addr` (non-blocking, `SO_REUSEADDR`, `SO_REUSEPORT` when
-/// more than one). With port 0 the first takes a free port and the others share it.
+/// more than one). With port 0 the copies share one free port. An address something else
+/// listens on fails with `AddrInUse`, copies or not.
 pub fn tcp_listeners(addr: SocketAddr, bind: Bind) -> io::Result<Vec<std::net::TcpListener>> {
+    let at = claim(addr, Type::STREAM, Protocol::TCP, &bind)?;
     let mut out = Vec::with_capacity(bind.copies);
-    let mut at = addr;
     for _ in 0..bind.copies {
         let socket = socket(at, Type::STREAM, Protocol::TCP, &bind)?;
         socket.listen(i32::try_from(bind.backlog).unwrap_or(i32::MAX))?;
-        let listener: std::net::TcpListener = socket.into();
-        at = listener.local_addr()?;
-        out.push(listener);
+        out.push(socket.into());
     }
     Ok(out)
 }
 
 /// `bind.copies` UDP sockets on `addr` (non-blocking, `SO_REUSEPORT` when more than one). With
-/// port 0 the first takes a free port and the others share it.
+/// port 0 the copies share one free port. An address something else is bound to fails with
+/// `AddrInUse`, copies or not.
 pub fn udp_sockets(addr: SocketAddr, bind: Bind) -> io::Result<Vec<std::net::UdpSocket>> {
-    let mut out = Vec::with_capacity(bind.copies);
-    let mut at = addr;
-    for _ in 0..bind.copies {
-        let socket: std::net::UdpSocket = socket(at, Type::DGRAM, Protocol::UDP, &bind)?.into();
-        at = socket.local_addr()?;
-        out.push(socket);
-    }
-    Ok(out)
+    let at = claim(addr, Type::DGRAM, Protocol::UDP, &bind)?;
+    (0..bind.copies)
+        .map(|_| Ok(socket(at, Type::DGRAM, Protocol::UDP, &bind)?.into()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -106,6 +122,19 @@ mod tests {
         // Without SO_REUSEPORT on the first socket, a second bind of its port fails: another
         // process cannot take a share of a single-worker gateway's connections.
         let err = tcp_listeners(taken, Bind::new(2, 16)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+    }
+
+    #[test]
+    fn copies_do_not_join_a_port_someone_else_holds() {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        // Another gateway with copies of its own (SO_REUSEPORT, same user): the kernel would
+        // share the port; the claim refuses it.
+        let tcp = tcp_listeners(any, Bind::new(2, 16)).unwrap();
+        let err = tcp_listeners(tcp[0].local_addr().unwrap(), Bind::new(2, 16)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        let udp = udp_sockets(any, Bind::new(2, 16)).unwrap();
+        let err = udp_sockets(udp[0].local_addr().unwrap(), Bind::new(2, 16)).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
     }
 

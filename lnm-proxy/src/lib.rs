@@ -34,6 +34,8 @@
 //!   configuration, with reload
 //! - `parts.rs`: configuration → hops, DNS resolver
 //! - `admin.rs`: the admin HTTP endpoint (`/metrics`, `/healthz`, `/readyz`)
+//! - `workers.rs`: thread-per-core workers (one current-thread runtime per CPU)
+//! - `logging.rs`: [`logging::batched`], log output written in batches off the hot path
 //!
 //! Start with a guide: [build your own edge gateway](guide::own_gateway), simulate Purdue
 //! levels in your tests (`guide::simulate`, feature `sim`), [run a level](guide::run_a_level).
@@ -80,6 +82,7 @@ pub mod admission;
 mod deny;
 mod error;
 mod gateway;
+pub mod logging;
 pub mod parts;
 mod proxy;
 mod relay;

@@ -9,7 +9,8 @@
 //! ```
 //!
 //! The file is an Azure IoT LNM custom resource (or its `spec`) or the lnm format (YAML or
-//! JSON). Logs go to stderr; `RUST_LOG` overrides `logLevel`. `admin.bind` serves `/metrics`
+//! JSON). Logs go to stderr, written in batches at most 100 ms after the line (and all of them
+//! at exit); `RUST_LOG` overrides `logLevel`. `admin.bind` serves `/metrics`
 //! (Prometheus), `/healthz` and `/readyz`.
 //!
 //! The running gateway follows its configuration file: every `--watch-interval` (default 2 s;
@@ -173,6 +174,9 @@ fn export_dns(path: &Path, format: Format, upstream: Vec<SocketAddr>) -> ExitCod
     ExitCode::SUCCESS
 }
 
+/// How long log lines may wait in memory before they are written out.
+const LOG_FLUSH_PERIOD: Duration = Duration::from_millis(100);
+
 fn run_level(path: &Path, check: bool, watch: Interval, workers: Option<usize>) -> ExitCode {
     let mut loaded = match load(path) {
         Ok(loaded) => loaded,
@@ -182,9 +186,12 @@ fn run_level(path: &Path, check: bool, watch: Interval, workers: Option<usize>) 
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(loaded.config.log_level.map_or("info", |l| l.as_str())));
     use std::io::IsTerminal;
+    // One line per connection: gathered in memory and written in batches by a thread of its
+    // own, not one `write` per line on the workers; the guard writes the rest at exit.
+    let (log, _flush_at_exit) = lnm_proxy::logging::batched(std::io::stderr(), LOG_FLUSH_PERIOD);
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(move || log.clone())
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     for warning in &loaded.warnings {
