@@ -356,3 +356,61 @@ fn nine_thousand_concurrent_connections() {
     drop(child);
     eprintln!("closed in {:?}", closing.elapsed());
 }
+
+#[test]
+fn workers_are_threads_with_their_own_sockets() {
+    let (proxy, admin) = (free_port(), free_port());
+    let config = temp(
+        "workers.yaml",
+        &format!(
+            "level: 4\nworkers: 1\nallowList:\n  domains:\n    - {{destinationUrl: a.example, destinationType: external}}\n\
+             listeners: [{{bind: \"127.0.0.1:{proxy}\", protocol: tls}}]\n\
+             admin: {{bind: \"127.0.0.1:{admin}\"}}\n"
+        ),
+    );
+    // The flag overrides the file's `workers`.
+    let mut child = Running(
+        Command::new(GATEWAY)
+            .args(["--config", config.to_str().unwrap(), "--workers", "3"])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let admin_addr: SocketAddr = format!("127.0.0.1:{admin}").parse().unwrap();
+    let started = Instant::now();
+    while !http_get(admin_addr, "/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+        assert!(started.elapsed() < Duration::from_secs(10), "never ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = child.0.id();
+    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .collect();
+    for worker in ["lnm-worker-1", "lnm-worker-2"] {
+        assert!(threads.iter().any(|t| t == worker), "{threads:?}");
+    }
+    assert!(!threads.iter().any(|t| t == "lnm-worker-3"), "{threads:?}");
+    // Three listening sockets share the proxy port, one per worker.
+    let tcp = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let port = format!(":{proxy:04X}");
+    let listening = tcp
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields[1].ends_with(&port) && fields[3] == "0A"
+        })
+        .count();
+    assert_eq!(listening, 3);
+    let _ = child.0.kill();
+
+    let (code, _, err) = run(&["--config", config.to_str().unwrap(), "--workers", "0"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--workers"), "{err}");
+    let bad = temp("workers-0.yaml", "level: 4\nworkers: 0\n");
+    let (code, _, err) = run(&["--config", bad.to_str().unwrap(), "--check"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("workers"), "{err}");
+}
