@@ -440,6 +440,12 @@ impl Gateway {
         if new.limits != self.config.limits {
             needs_restart.push(NeedsRestart::Limits);
         }
+        if new.open_telemetry_metrics_collector_addr
+            != self.config.open_telemetry_metrics_collector_addr
+            || new.metrics_export != self.config.metrics_export
+        {
+            needs_restart.push(NeedsRestart::MetricsExport);
+        }
         self.config = new;
         ReloadReport { needs_restart }
     }
