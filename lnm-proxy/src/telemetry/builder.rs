@@ -313,9 +313,20 @@ impl Telemetry {
 }
 
 impl Drop for Telemetry {
+    /// Without [`shutdown`](Telemetry::shutdown): the exporters stop without waiting (the
+    /// meter provider's blocking shutdown runs on a thread of its own, not on the dropping one).
     fn drop(&mut self) {
         if let Some(upkeep) = self.upkeep.take() {
             upkeep.abort();
+        }
+        #[cfg(feature = "otlp")]
+        if let Some(push) = self.otlp.take() {
+            let provider = push.provider;
+            let _ = std::thread::Builder::new()
+                .name("lnm-otlp-drop".into())
+                .spawn(move || {
+                    let _ = provider.shutdown();
+                });
         }
     }
 }
@@ -358,5 +369,39 @@ impl OtlpPush {
                 false
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use lnm_policy::config::AdminConfig;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn from_config_exports_what_the_configuration_asks_for() {
+        let (recorder, telemetry) = TelemetryBuilder::from_config(&Config::level(4))
+            .build()
+            .unwrap();
+        assert!(matches!(recorder, TelemetryRecorder::Nothing));
+        assert!(telemetry.render().is_none());
+
+        let admin = Config::level(4).with_admin(AdminConfig::new("127.0.0.1:0".parse().unwrap()));
+        let (_, telemetry) = TelemetryBuilder::from_config(&admin).build().unwrap();
+        assert!(telemetry.render().is_some());
+
+        let both = admin.with_metrics_collector("127.0.0.1:1".parse().unwrap());
+        let built = TelemetryBuilder::from_config(&both).build();
+        #[cfg(feature = "otlp")]
+        {
+            let (_, telemetry) = built.unwrap();
+            assert!(telemetry.render().is_some());
+            assert_eq!(
+                telemetry.collector().map(|c| c.uri()),
+                Some("http://127.0.0.1:1".to_owned())
+            );
+        }
+        #[cfg(not(feature = "otlp"))]
+        assert!(matches!(built, Err(Error::MetricsExporter { .. })));
     }
 }

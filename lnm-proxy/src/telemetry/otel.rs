@@ -202,3 +202,136 @@ impl Storage<Key> for Instruments {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use opentelemetry::metrics::MeterProvider as _;
+    use opentelemetry_sdk::error::OTelSdkResult;
+    use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
+    use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
+    use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
+
+    use super::*;
+
+    /// What each export saw: `name{k=v,..}` → kind and value.
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<BTreeMap<String, String>>>>);
+
+    fn series<'a>(name: &str, attributes: impl Iterator<Item = &'a KeyValue>) -> String {
+        let labels: Vec<String> = attributes
+            .map(|kv| format!("{}={}", kv.key, kv.value))
+            .collect();
+        format!("{name}{{{}}}", labels.join(","))
+    }
+
+    impl PushMetricExporter for Capture {
+        async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
+            let mut seen = BTreeMap::new();
+            for m in metrics.scope_metrics().flat_map(|s| s.metrics()) {
+                match m.data() {
+                    AggregatedMetrics::U64(MetricData::Sum(sum)) => {
+                        assert!(sum.is_monotonic(), "{}", m.name());
+                        assert_eq!(sum.temporality(), Temporality::Cumulative);
+                        for p in sum.data_points() {
+                            seen.insert(
+                                series(m.name(), p.attributes()),
+                                format!("sum {}", p.value()),
+                            );
+                        }
+                    }
+                    AggregatedMetrics::F64(MetricData::Gauge(gauge)) => {
+                        for p in gauge.data_points() {
+                            seen.insert(
+                                series(m.name(), p.attributes()),
+                                format!("gauge {}", p.value()),
+                            );
+                        }
+                    }
+                    AggregatedMetrics::F64(MetricData::Histogram(h)) => {
+                        assert_eq!(h.temporality(), Temporality::Cumulative);
+                        for p in h.data_points() {
+                            seen.insert(
+                                series(m.name(), p.attributes()),
+                                format!(
+                                    "histogram count {} sum {} bounds {:?} buckets {:?}",
+                                    p.count(),
+                                    p.sum(),
+                                    p.bounds().collect::<Vec<_>>(),
+                                    p.bucket_counts().collect::<Vec<_>>()
+                                ),
+                            );
+                        }
+                    }
+                    _ => panic!("{}: an unexpected kind", m.name()),
+                }
+            }
+            self.0.lock().unwrap().push(seen);
+            Ok(())
+        }
+
+        fn force_flush(&self) -> OTelSdkResult {
+            Ok(())
+        }
+
+        fn shutdown_with_timeout(&self, _: Duration) -> OTelSdkResult {
+            Ok(())
+        }
+
+        fn temporality(&self) -> Temporality {
+            Temporality::Cumulative
+        }
+    }
+
+    #[test]
+    fn counters_gauges_and_histograms_keep_their_kind_labels_and_values() {
+        let capture = Capture::default();
+        let reader = PeriodicReader::builder(capture.clone())
+            .with_interval(Duration::from_secs(3600))
+            .build();
+        let provider = SdkMeterProvider::builder().with_reader(reader).build();
+        let recorder = OtelRecorder::new(provider.meter("test"), &[0.1, 1.0]);
+        let record = || {
+            metrics::counter!("c_total", "k" => "a").increment(2);
+            metrics::counter!("c_total", "k" => "a").increment(3);
+            metrics::counter!("c_total", "k" => "b").absolute(7);
+            metrics::counter!("c_total", "k" => "b").absolute(4); // never backwards
+            metrics::gauge!("active").increment(5.0);
+            metrics::gauge!("active").decrement(2.0);
+            metrics::gauge!("ratio", "of" => "x").set(1.5);
+            metrics::histogram!("seconds").record(0.05);
+            metrics::histogram!("seconds").record(0.5);
+            metrics::histogram!("seconds").record(2.0);
+        };
+        metrics::with_local_recorder(&recorder, record);
+        provider.force_flush().unwrap();
+        let seen = capture.0.lock().unwrap().last().cloned().unwrap();
+        let expected: BTreeMap<String, String> = [
+            ("c_total{k=a}", "sum 5"),
+            ("c_total{k=b}", "sum 7"),
+            ("active{}", "gauge 3"),
+            ("ratio{of=x}", "gauge 1.5"),
+            (
+                "seconds{}",
+                "histogram count 3 sum 2.55 bounds [0.1, 1.0] buckets [1, 1, 1]",
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        assert_eq!(seen, expected);
+
+        // Cumulative: the next collection adds to the same series.
+        metrics::with_local_recorder(&recorder, || {
+            metrics::counter!("c_total", "k" => "a").increment(1);
+            metrics::gauge!("active").decrement(3.0);
+        });
+        provider.force_flush().unwrap();
+        let seen = capture.0.lock().unwrap().last().cloned().unwrap();
+        assert_eq!(seen["c_total{k=a}"], "sum 6");
+        assert_eq!(seen["active{}"], "gauge 0");
+        assert_eq!(seen.len(), 5);
+    }
+}
