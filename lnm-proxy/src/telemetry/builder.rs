@@ -113,7 +113,8 @@ impl TelemetryBuilder {
         self
     }
 
-    /// The OTLP resource's `service.name` (default `lnm`; `OTEL_SERVICE_NAME` overrides it).
+    /// The OTLP resource's `service.name` (default `lnm`; other resource attributes may come
+    /// from `OTEL_RESOURCE_ATTRIBUTES`).
     pub fn service_name(mut self, name: impl Into<String>) -> Self {
         self.service_name = name.into();
         self
