@@ -27,7 +27,8 @@ pub struct Level {
     /// What deserves a look (risky values found by the configuration's checks).
     pub warnings: Vec<String>,
     /// What every stock LNM resource produces and needs no action: Azure fields lnm ignores
-    /// (the Envoy `image`, `openTelemetryMetricsCollectorAddr`).
+    /// (the Envoy `image`). `openTelemetryMetricsCollectorAddr` is not one of them: it is
+    /// passed to the pod's configuration, and the gateway pushes its metrics there.
     pub notes: Vec<String>,
 }
 
@@ -138,10 +139,6 @@ impl Level {
                     "`image` is the CR's Envoy image and is ignored: lnm deploys its own gateway image (--image)"
                         .to_owned(),
                 );
-                continue;
-            }
-            if warning.starts_with("`openTelemetryMetricsCollectorAddr`") {
-                notes.push(warning);
                 continue;
             }
             warnings.push(warning);

@@ -355,6 +355,12 @@ pub fn render(level: &Level, options: &RenderOptions) -> Result<Rendered, Error>
         ..Probe::default()
     };
     let drain = i64::try_from(config.timeouts.shutdown_drain.as_secs()).unwrap_or(i64::MAX / 2);
+    // After the drain, the gateway pushes its last metrics to the collector, if it has one.
+    let last_push = if config.open_telemetry_metrics_collector_addr.is_some() {
+        i64::try_from(config.metrics_export.timeout.as_secs()).unwrap_or(i64::MAX / 4) + 1
+    } else {
+        0
+    };
     let admin_port_text = options.admin_port.to_string();
     let pod_annotations = string_map([
         (CHECKSUM_ANNOTATION, &checksum),
@@ -439,7 +445,9 @@ pub fn render(level: &Level, options: &RenderOptions) -> Result<Rendered, Error>
                     containers: vec![container],
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
-                    termination_grace_period_seconds: Some(drain + defaults::GRACE_MARGIN_SECONDS),
+                    termination_grace_period_seconds: Some(
+                        drain.saturating_add(last_push) + defaults::GRACE_MARGIN_SECONDS,
+                    ),
                     tolerations: (!level.tolerations.is_empty()).then(|| level.tolerations.clone()),
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),

@@ -347,6 +347,43 @@ fn replicas_and_tolerations_come_from_the_cr() {
 }
 
 #[test]
+fn the_metrics_collector_reaches_the_pods_config() {
+    let level = level("deploy/examples/lnm-level4.yaml");
+    assert!(
+        !level
+            .notes
+            .iter()
+            .chain(&level.warnings)
+            .any(|w| w.contains("openTelemetryMetricsCollectorAddr")),
+        "the collector is used, not ignored: {:?} {:?}",
+        level.notes,
+        level.warnings
+    );
+    let r = render(&level, &RenderOptions::default()).unwrap();
+    let text = &r.config_map.data.as_ref().unwrap()["config.yaml"];
+    let config = lnm_policy::Config::parse(text, "config.yaml")
+        .unwrap()
+        .config;
+    assert_eq!(
+        config
+            .open_telemetry_metrics_collector_addr
+            .as_ref()
+            .map(|c| c.uri()),
+        Some("http://aio-otel-collector.azure-iot-operations.svc.cluster.local:4317".to_owned())
+    );
+    // The grace period covers the drain (30 s), the last push (5 s + 1) and the margin (10 s).
+    let grace = r
+        .deployment
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .termination_grace_period_seconds;
+    assert_eq!(grace, Some(30 + 6 + 10));
+}
+
+#[test]
 fn the_envoy_image_is_ignored_with_a_note() {
     let level = level("deploy/examples/lnm-level4.yaml");
     assert!(

@@ -37,6 +37,26 @@ pub enum Error {
         /// The address given.
         bind: SocketAddr,
     },
+    /// The metrics recorder could not be built (bucket bounds rejected) or installed (a
+    /// recorder was installed already) ([`telemetry`](crate::telemetry), feature
+    /// `prometheus`).
+    #[error("cannot set up the metrics recorder: {source}")]
+    MetricsRecorder {
+        /// The exporter's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The push to `openTelemetryMetricsCollectorAddr` could not be set up
+    /// ([`telemetry`](crate::telemetry), feature `otlp`; without the feature, a configured
+    /// collector is this error).
+    #[error("cannot push metrics to the OpenTelemetry collector {collector}: {source}")]
+    MetricsExporter {
+        /// The collector, as dialled (`http://host:port`).
+        collector: String,
+        /// The exporter's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The DNS forwarder to `dns.upstream` could not be created.
     #[error("cannot start the DNS forwarder: {source}")]
     DnsUpstream {
@@ -93,6 +113,9 @@ pub enum NeedsRestart {
     Limits,
     /// The number of workers changed.
     Workers,
+    /// `openTelemetryMetricsCollectorAddr` or `metricsExport` changed (the process's metrics
+    /// exporters are set up once, at start).
+    MetricsExport,
 }
 
 impl fmt::Display for NeedsRestart {
@@ -106,6 +129,9 @@ impl fmt::Display for NeedsRestart {
             NeedsRestart::Admin => f.write_str("the admin address changed"),
             NeedsRestart::Limits => f.write_str("connection limits changed"),
             NeedsRestart::Workers => f.write_str("workers changed"),
+            NeedsRestart::MetricsExport => f.write_str(
+                "openTelemetryMetricsCollectorAddr or metricsExport changed (the metrics push)",
+            ),
         }
     }
 }

@@ -481,6 +481,12 @@ impl Gateway {
         if new.effective_workers() != self.workers.count() {
             needs_restart.push(NeedsRestart::Workers);
         }
+        if new.open_telemetry_metrics_collector_addr
+            != self.config.open_telemetry_metrics_collector_addr
+            || new.metrics_export != self.config.metrics_export
+        {
+            needs_restart.push(NeedsRestart::MetricsExport);
+        }
         self.config = new;
         ReloadReport { needs_restart }
     }

@@ -19,7 +19,9 @@
 //! - [`Gateway`]: one level from its configuration, every part replaceable through
 //!   [`GatewayBuilder`] (hops, a policy layer, connection sources, observers), with DNS, admin
 //!   and reload; [`parts`] builds a level's hops and resolver from the configuration;
-//! - `sim` (feature `sim`): whole Purdue topologies of gateways for tests and demos.
+//! - `sim` (feature `sim`): whole Purdue topologies of gateways for tests and demos;
+//! - `telemetry` (features `prometheus`, `otlp`): the metrics recorder of a gateway process,
+//!   for `/metrics` and the OTLP/gRPC push to an OpenTelemetry collector.
 //!
 //! # Layout
 //! - `sniff/`: the sniffers
@@ -36,6 +38,8 @@
 //! - `admin.rs`: the admin HTTP endpoint (`/metrics`, `/healthz`, `/readyz`)
 //! - `workers.rs`: thread-per-core workers (one current-thread runtime per CPU)
 //! - `logging.rs`: [`logging::batched`], log output written in batches off the hot path
+//! - `telemetry/`: the metrics recorder of a process, the Prometheus text and the OTLP push
+//!   (features `prometheus`, `otlp`)
 //!
 //! Start with a guide: [build your own edge gateway](guide::own_gateway), simulate Purdue
 //! levels in your tests (`guide::simulate`, feature `sim`), [run a level](guide::run_a_level).
@@ -92,6 +96,9 @@ mod settings;
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub mod sim;
 pub mod sniff;
+#[cfg(feature = "prometheus")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
+pub mod telemetry;
 mod workers;
 
 pub use deny::Alert;

@@ -13,9 +13,10 @@
 //! |---|---|---|
 //! | [`policy`] | `lnm-policy` | the allowlist, its tower services, the configuration |
 //! | [`dns`] (feature `dns`) | `lnm-dns` | the DNS rewrite resolver, forwarder, server |
-//! | [`proxy`] (feature `proxy`) | `lnm-proxy` | sniffers, admission, proxy, [`Gateway`], guides, `sim` (feature `sim`) |
+//! | [`proxy`] (feature `proxy`) | `lnm-proxy` | sniffers, admission, proxy, [`Gateway`], guides, `sim` (feature `sim`), `telemetry` (features `prometheus`, `otlp`: `/metrics` and the OTLP push) |
 //!
-//! Features: `proxy`, `dns`, `splice` (default), `sim`. The guides are in
+//! Features: `proxy`, `dns`, `splice` (default), `sim`, `prometheus`, `otlp` (the metrics
+//! recorder of a gateway process; `otlp` pushes to an OpenTelemetry collector). The guides are in
 //! [`proxy::guide`]: build your own edge gateway, simulate Purdue levels in your tests, run a
 //! level.
 //!

@@ -10,8 +10,9 @@
 //!
 //! The file is an Azure IoT LNM custom resource (or its `spec`) or the lnm format (YAML or
 //! JSON). Logs go to stderr, written in batches at most 100 ms after the line (and all of them
-//! at exit); `RUST_LOG` overrides `logLevel`. `admin.bind` serves `/metrics`
-//! (Prometheus), `/healthz` and `/readyz`.
+//! at exit); `RUST_LOG` overrides `logLevel`. `admin.bind` serves `/metrics` (Prometheus),
+//! `/healthz` and `/readyz`; `openTelemetryMetricsCollectorAddr` receives the same metrics over
+//! OTLP/gRPC every `metricsExport.interval` (and once more at stop).
 //!
 //! The running gateway follows its configuration file: every `--watch-interval` (default 2 s;
 //! `off` disables it) it looks at the file it was started with — through symlinks, so the
@@ -22,7 +23,6 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -30,6 +30,7 @@ use lnm_dns::RewriteConfig;
 use lnm_dns::export::{self, ExportConfig};
 use lnm_policy::Config;
 use lnm_proxy::Gateway;
+use lnm_proxy::telemetry::TelemetryBuilder;
 use tracing_subscriber::EnvFilter;
 
 /// Runs one level of lnm (Layered Network Management).
@@ -228,15 +229,22 @@ fn run_level(path: &Path, check: bool, watch: Interval, workers: Option<usize>) 
 }
 
 async fn run(path: PathBuf, config: Config, watch: Interval, workers: Option<usize>) -> ExitCode {
-    let render = if config.admin.is_some() {
-        install_metrics()
-    } else {
-        None
+    // `/metrics` when `admin` is set; the OTLP push when `openTelemetryMetricsCollectorAddr` is.
+    let telemetry = match TelemetryBuilder::from_config(&config)
+        .service_name("lnm-gateway")
+        .install()
+    {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
     };
-    let mut gateway = match Gateway::start(&config, render).await {
+    let mut gateway = match Gateway::start(&config, telemetry.render()).await {
         Ok(gateway) => gateway,
         Err(e) => {
             tracing::error!("{e}");
+            telemetry.shutdown().await;
             return ExitCode::FAILURE;
         }
     };
@@ -258,6 +266,8 @@ async fn run(path: PathBuf, config: Config, watch: Interval, workers: Option<usi
     }
     tracing::info!(drain = ?gateway.config().timeouts.shutdown_drain, "stopping: no new connections, draining");
     let closed = gateway.shutdown().await;
+    // After the drain, so that the last push counts every connection.
+    telemetry.shutdown().await;
     tracing::info!(closed, "stopped");
     ExitCode::SUCCESS
 }
@@ -345,36 +355,6 @@ impl FileWatch {
             }
         }
     }
-}
-
-/// Installs the Prometheus exporter as the `metrics` recorder; returns its renderer.
-fn install_metrics() -> Option<lnm_proxy::admin::RenderMetrics> {
-    // Latency histograms (seconds): decisions take microseconds, connects milliseconds.
-    const BUCKETS: &[f64] = &[
-        1e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
-    ];
-    let builder = metrics_exporter_prometheus::PrometheusBuilder::new();
-    let builder = match builder.set_buckets(BUCKETS) {
-        Ok(builder) => builder,
-        Err(e) => {
-            tracing::warn!("metrics buckets rejected: {e}");
-            return None;
-        }
-    };
-    let recorder = builder.build_recorder();
-    let handle = recorder.handle();
-    if let Err(e) = metrics::set_global_recorder(recorder) {
-        tracing::warn!("metrics recorder not installed: {e}");
-        return None;
-    }
-    let upkeep = handle.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            upkeep.run_upkeep();
-        }
-    });
-    Some(Arc::new(move || handle.render()))
 }
 
 enum Signal {

@@ -36,3 +36,12 @@ pub const DNS_TTL: u32 = 60;
 pub const ZERO_COPY: bool = true;
 /// The top Purdue level: a configuration without `level` and without a parent is this level.
 pub const TOP_LEVEL: u8 = 4;
+/// The port of `openTelemetryMetricsCollectorAddr` when it names none: the OTLP/gRPC port of
+/// an OpenTelemetry collector.
+pub const OTLP_GRPC_PORT: u16 = 4317;
+/// `metricsExport.interval`: how often the metrics are pushed to
+/// `openTelemetryMetricsCollectorAddr`.
+pub const METRICS_EXPORT_INTERVAL: Duration = Duration::from_secs(10);
+/// `metricsExport.timeout`: how long one push (and the last one, at shutdown) may take before
+/// it is given up.
+pub const METRICS_EXPORT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -7,20 +7,23 @@
 //! same document.
 //!
 //! Unknown keys and bad values are errors naming the key, the line and the column. Azure fields
-//! that have no meaning here (`image`, `replicas`, `nodeTolerations`,
-//! `openTelemetryMetricsCollectorAddr`) are accepted with a warning.
+//! that have no meaning for the gateway itself (`image`, `replicas`, `nodeTolerations`) are
+//! accepted with a warning. `openTelemetryMetricsCollectorAddr` ([`CollectorEndpoint`]) is where
+//! the gateway pushes its metrics over OTLP/gRPC, every `metricsExport.interval`.
 //!
 //! The YAML parser is `serde-saphyr`: pure Rust on top of the maintained `saphyr` parser (no
 //! `unsafe-libyaml` C translation as in the deprecated `serde_yaml` and its `serde_norway`
 //! fork), panic-free by design, with resource budgets against alias bombs, and error messages
 //! that point at the line and column with a snippet.
 
+mod collector;
 pub mod defaults;
 mod serde_util;
 mod types;
 
 use std::path::Path;
 
+pub use collector::CollectorEndpoint;
 pub use types::*;
 
 use crate::Error;

@@ -28,13 +28,29 @@ fn azure_level4_custom_resource_runs_unchanged() {
     assert_eq!(c.log_level, Some(LogLevel::Debug));
     assert!(c.allow_list.enable_arc_domains);
     assert_eq!(c.allow_list.domains.len(), 19);
-    for key in ["image", "replicas", "openTelemetryMetricsCollectorAddr"] {
+    for key in ["image", "replicas"] {
         assert!(
             loaded.warnings.iter().any(|w| w.contains(key)),
             "{key}: {:?}",
             loaded.warnings
         );
     }
+    // The collector is where metrics are pushed now: no warning, a typed address.
+    assert!(
+        !loaded
+            .warnings
+            .iter()
+            .any(|w| w.contains("openTelemetryMetricsCollectorAddr")),
+        "{:?}",
+        loaded.warnings
+    );
+    let collector = c.open_telemetry_metrics_collector_addr.as_ref().unwrap();
+    assert_eq!(
+        collector.host(),
+        "aio-otel-collector.azure-iot-operations.svc.cluster.local"
+    );
+    assert_eq!(collector.port(), 4317);
+    assert_eq!(c.metrics_export, MetricsExportConfig::default());
     let list = c.allowlist();
     let any = ip("203.0.113.9");
     assert!(
@@ -376,4 +392,65 @@ fn a_level_built_in_code_equals_the_same_level_in_yaml() {
     });
     let err = invalid.validate().unwrap_err().to_string();
     assert!(err.contains("limits.maxHops"), "{err}");
+}
+
+#[test]
+fn metrics_collector_and_export_section() {
+    let loaded = Config::parse(
+        "openTelemetryMetricsCollectorAddr: otel:4318\nmetricsExport: {interval: 500ms, timeout: 2s}\n",
+        "test.yaml",
+    )
+    .unwrap();
+    let c = &loaded.config;
+    assert_eq!(
+        c.open_telemetry_metrics_collector_addr
+            .as_ref()
+            .map(|e| e.uri()),
+        Some("http://otel:4318".to_owned())
+    );
+    assert_eq!(c.metrics_export.interval, Duration::from_millis(500));
+    assert_eq!(c.metrics_export.timeout, Duration::from_secs(2));
+    // Printed with its defaults filled in, and read back the same.
+    let text = crate::serde_saphyr::to_string(c).unwrap();
+    assert!(
+        text.contains("openTelemetryMetricsCollectorAddr: http://otel:4318"),
+        "{text}"
+    );
+    let again = Config::parse(&text, "again.yaml").unwrap().config;
+    assert_eq!(
+        again.open_telemetry_metrics_collector_addr,
+        c.open_telemetry_metrics_collector_addr
+    );
+    assert_eq!(again.metrics_export, c.metrics_export);
+    // Defaults when absent.
+    let plain = Config::parse("level: 4\n", "test.yaml").unwrap().config;
+    assert_eq!(plain.open_telemetry_metrics_collector_addr, None);
+    assert_eq!(
+        plain.metrics_export.interval,
+        defaults::METRICS_EXPORT_INTERVAL
+    );
+    assert_eq!(
+        plain.metrics_export.timeout,
+        defaults::METRICS_EXPORT_TIMEOUT
+    );
+}
+
+#[test]
+fn bad_metrics_collector_is_an_error_naming_the_key() {
+    let e = err("openTelemetryMetricsCollectorAddr: \"https://otel:4317\"\n");
+    assert!(
+        e.contains("test.yaml")
+            && e.contains("openTelemetryMetricsCollectorAddr")
+            && e.contains("TLS"),
+        "{e}"
+    );
+    let e = err("openTelemetryMetricsCollectorAddr: \"otel:99999\"\n");
+    assert!(
+        e.contains("openTelemetryMetricsCollectorAddr") && e.contains("port"),
+        "{e}"
+    );
+    let e = err("metricsExport: {interval: 0s}\n");
+    assert!(e.contains("metricsExport.interval"), "{e}");
+    let e = err("metricsExport: {intervall: 5s}\n");
+    assert!(e.contains("intervall"), "{e}");
 }

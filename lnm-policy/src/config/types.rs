@@ -10,6 +10,7 @@ use lnm_core::Name;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
+use super::CollectorEndpoint;
 use super::defaults;
 use super::serde_util::duration;
 use crate::{Allowlist, Error, Pattern, Route, RuleOrigin};
@@ -47,10 +48,14 @@ pub struct Config {
     /// Azure LNM: Kubernetes tolerations. Ignored, with a warning.
     #[serde(default, skip_serializing)]
     pub node_tolerations: Option<IgnoredAny>,
-    /// Azure LNM: the OpenTelemetry collector. Ignored, with a warning (lnm exposes Prometheus
-    /// metrics on `admin.bind`).
-    #[serde(default, skip_serializing)]
-    pub open_telemetry_metrics_collector_addr: Option<IgnoredAny>,
+    /// Azure LNM: the OpenTelemetry collector the gateway pushes its metrics to over
+    /// OTLP/gRPC, every `metricsExport.interval` — the same metrics as the admin endpoint's
+    /// `/metrics`. Absent: no push.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_telemetry_metrics_collector_addr: Option<CollectorEndpoint>,
+    /// How metrics are pushed to `openTelemetryMetricsCollectorAddr` (lnm extension).
+    #[serde(default)]
+    pub metrics_export: MetricsExportConfig,
 
     /// Proxy listeners. Absent: `0.0.0.0:443` (tls), `0.0.0.0:80` (http) and one per internal
     /// entry's port; an empty list: none (DNS only). See [`Config::effective_listeners`].
@@ -193,6 +198,18 @@ impl Config {
     /// Sets the number of thread-per-core workers (`workers`).
     pub fn with_workers(mut self, workers: usize) -> Self {
         self.workers = Some(workers);
+        self
+    }
+
+    /// Pushes the metrics to this OpenTelemetry collector (`openTelemetryMetricsCollectorAddr`).
+    pub fn with_metrics_collector(mut self, collector: CollectorEndpoint) -> Self {
+        self.open_telemetry_metrics_collector_addr = Some(collector);
+        self
+    }
+
+    /// Sets the `metricsExport` section.
+    pub fn with_metrics_export(mut self, export: MetricsExportConfig) -> Self {
+        self.metrics_export = export;
         self
     }
 }
@@ -748,6 +765,43 @@ impl Default for Timeouts {
     }
 }
 
+/// `metricsExport`: how the metrics are pushed to `openTelemetryMetricsCollectorAddr`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+#[non_exhaustive]
+pub struct MetricsExportConfig {
+    /// How often the metrics are pushed (default [`defaults::METRICS_EXPORT_INTERVAL`]).
+    #[serde(with = "duration")]
+    pub interval: Duration,
+    /// How long one push may take, the last one at shutdown included (default
+    /// [`defaults::METRICS_EXPORT_TIMEOUT`]).
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+}
+
+impl Default for MetricsExportConfig {
+    fn default() -> Self {
+        MetricsExportConfig {
+            interval: defaults::METRICS_EXPORT_INTERVAL,
+            timeout: defaults::METRICS_EXPORT_TIMEOUT,
+        }
+    }
+}
+
+impl MetricsExportConfig {
+    /// Sets `interval`.
+    pub fn with_interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
+    }
+
+    /// Sets `timeout`.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
 impl RelayConfig {
     /// Turns the zero-copy relay on or off (`zeroCopy`).
     pub fn with_zero_copy(mut self, on: bool) -> Self {
@@ -869,10 +923,6 @@ impl Config {
             (self.image.is_some(), "image"),
             (self.replicas.is_some(), "replicas"),
             (self.node_tolerations.is_some(), "nodeTolerations"),
-            (
-                self.open_telemetry_metrics_collector_addr.is_some(),
-                "openTelemetryMetricsCollectorAddr",
-            ),
         ] {
             if present {
                 warnings.push(format!("`{key}` has no meaning for lnm and is ignored"));
@@ -970,6 +1020,16 @@ impl Config {
                 "dns.answerIpv4".into(),
                 "the DNS server needs at least one address to answer with (this gateway's)".into(),
             ));
+        }
+        if self.metrics_export.interval.is_zero() {
+            return Err((
+                "metricsExport.interval".into(),
+                "must be positive (remove openTelemetryMetricsCollectorAddr to push nothing)"
+                    .into(),
+            ));
+        }
+        if self.metrics_export.timeout.is_zero() {
+            return Err(("metricsExport.timeout".into(), "must be positive".into()));
         }
         if self.timeouts.sniff.is_zero() || self.timeouts.connect.is_zero() {
             return Err((

@@ -78,7 +78,7 @@ YAML: a list of {port, protocol, destinationPort}. */}}
 {{/* The configuration the pod runs: the spec, with the pod's listeners, DNS and admin ports. */}}
 {{- define "lnm.podConfig" -}}
 {{- $spec := deepCopy .Values.spec -}}
-{{- range list "image" "replicas" "nodeTolerations" "openTelemetryMetricsCollectorAddr" -}}
+{{- range list "image" "replicas" "nodeTolerations" -}}
 {{- $_ := unset $spec . -}}
 {{- end -}}
 {{- $listeners := list -}}
@@ -102,15 +102,30 @@ YAML: a list of {port, protocol, destinationPort}. */}}
 {{- toYaml $spec -}}
 {{- end -}}
 
-{{/* timeouts.shutdownDrain in whole seconds (forms 30s, 5m, 1h, 500ms; default 30). */}}
-{{- define "lnm.drainSeconds" -}}
-{{- $text := ((.Values.spec.timeouts | default dict).shutdownDrain | default "30s") | toString -}}
+{{/* A duration of the configuration in whole seconds, rounded down (forms 30s, 5m, 1h, 500ms),
+from (list text). */}}
+{{- define "lnm.seconds" -}}
+{{- $text := index . 0 | toString -}}
 {{- $n := int (regexFind "^[0-9]+" $text) -}}
 {{- $unit := regexReplaceAll "^[0-9]+" $text "" -}}
 {{- if eq $unit "ms" -}}{{ div $n 1000 }}
 {{- else if eq $unit "m" -}}{{ mul $n 60 }}
 {{- else if eq $unit "h" -}}{{ mul $n 3600 }}
 {{- else -}}{{ $n }}
+{{- end -}}
+{{- end -}}
+
+{{/* timeouts.shutdownDrain in whole seconds (default 30). */}}
+{{- define "lnm.drainSeconds" -}}
+{{- include "lnm.seconds" (list ((.Values.spec.timeouts | default dict).shutdownDrain | default "30s")) -}}
+{{- end -}}
+
+{{/* The last metrics push after the drain: metricsExport.timeout (default 5s) plus one second
+when openTelemetryMetricsCollectorAddr is set, else 0. */}}
+{{- define "lnm.lastPushSeconds" -}}
+{{- if .Values.spec.openTelemetryMetricsCollectorAddr -}}
+{{- add (include "lnm.seconds" (list ((.Values.spec.metricsExport | default dict).timeout | default "5s")) | int) 1 -}}
+{{- else -}}0
 {{- end -}}
 {{- end -}}
 
