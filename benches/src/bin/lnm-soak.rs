@@ -57,6 +57,9 @@ struct Args {
     /// The report's title.
     #[arg(long, default_value = "lnm soak")]
     title: String,
+    /// A note for the report (e.g. what else the machine was doing).
+    #[arg(long)]
+    note: Option<String>,
     /// Sample rows in the Markdown table at most.
     #[arg(long, default_value_t = 60)]
     max_rows: usize,
@@ -86,7 +89,12 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let markdown = report.markdown(&args.title, args.max_rows);
+    let mut markdown = report.markdown(&args.title, args.max_rows);
+    if let Some(note) = &args.note
+        && let Some(end) = markdown.find("\n\n")
+    {
+        markdown.insert_str(end + 2, &format!("{note}\n\n"));
+    }
     let written = match &args.out {
         Some(path) => std::fs::write(path, &markdown).map_err(|e| format!("{}: {e}", path.display())),
         None => {

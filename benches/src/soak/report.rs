@@ -254,8 +254,8 @@ impl Report {
         for s in thin(&self.samples, max_rows) {
             let _ = writeln!(
                 md,
-                "| {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                s.t, s.phase, s.rss_kib, s.fds, s.threads, s.conns_allowed, s.conns_denied,
+                "| {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                s.t + 0.0, s.phase, s.rss_kib, s.fds, s.threads, s.conns_allowed, s.conns_denied,
                 s.conns_active, s.dns_queries, s.ok, s.refused, s.errors
             );
         }
@@ -403,7 +403,7 @@ fn verdicts(samples: &[Sample], totals: &BTreeMap<Kind, KindTotals>, end: &End) 
         rule: "no ERROR line, no panic; exit status 0 after SIGTERM",
         passed: end.log.error == 0 && end.log.panics == 0 && end.exit_success,
         detail: format!(
-            "{} ERROR, {} panics, {} WARN; exit {}",
+            "{} ERROR, {} panics, {} WARN; {}",
             end.log.error, end.log.panics, end.log.warn, end.exit
         ),
     });
