@@ -21,7 +21,9 @@ async fn a_level_under_mixed_load_for_a_minute_stays_flat() {
     config.reload_interval = Duration::from_secs(10);
     // Logged per connection at info, as in production; the driver reads and counts every line.
     config.gateway_log = "info".to_owned();
-    let report = soak::run(config).await.expect("the soak could not be set up");
+    let report = soak::run(config)
+        .await
+        .expect("the soak could not be set up");
     let markdown = report.markdown("lnm soak (60 s, debug build)", 30);
     assert!(report.passed(), "{markdown}");
     // Something ran: allowed, refused and DNS traffic all reached the gateway.

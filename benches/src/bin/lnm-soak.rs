@@ -96,7 +96,9 @@ async fn main() -> ExitCode {
         markdown.insert_str(end + 2, &format!("{note}\n\n"));
     }
     let written = match &args.out {
-        Some(path) => std::fs::write(path, &markdown).map_err(|e| format!("{}: {e}", path.display())),
+        Some(path) => {
+            std::fs::write(path, &markdown).map_err(|e| format!("{}: {e}", path.display()))
+        }
         None => {
             #[allow(clippy::print_stdout)]
             {
@@ -106,7 +108,9 @@ async fn main() -> ExitCode {
         }
     };
     let written = written.and_then(|()| match &args.csv {
-        Some(path) => std::fs::write(path, report.csv()).map_err(|e| format!("{}: {e}", path.display())),
+        Some(path) => {
+            std::fs::write(path, report.csv()).map_err(|e| format!("{}: {e}", path.display()))
+        }
         None => Ok(()),
     });
     if let Err(e) = written {

@@ -54,7 +54,11 @@ impl Target {
         let pick = lnm_core::random_u64();
         match kind {
             Kind::TlsAllowed => {
-                let name = if pick % 2 == 0 { names::TLS } else { names::WILD };
+                let name = if pick % 2 == 0 {
+                    names::TLS
+                } else {
+                    names::WILD
+                };
                 expect_served(self.tls_get(name, INSIDE, None).await, name)
             }
             Kind::TlsSlow => expect_served(
@@ -112,11 +116,9 @@ impl Target {
             }
             Kind::DnsOutsider => match self.dns(names::TLS, OUTSIDE).await {
                 Ok(r) if r.rcode() == Some(Rcode::REFUSED) => Outcome::Refusal,
-                Ok(r) => Outcome::Unexpected(format!(
-                    "rcode {:?}, answers {:?}",
-                    r.rcode(),
-                    r.answers()
-                )),
+                Ok(r) => {
+                    Outcome::Unexpected(format!("rcode {:?}, answers {:?}", r.rcode(), r.answers()))
+                }
                 Err(e) => Outcome::Unexpected(e.to_string()),
             },
             Kind::DnsGarbage => self.dns_garbage().await,
@@ -273,7 +275,10 @@ impl Target {
                 }
             }
         }
-        Err(io::Error::new(io::ErrorKind::TimedOut, "no answer in 7 s (sent twice)"))
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "no answer in 7 s (sent twice)",
+        ))
     }
 
     /// Random bytes to the DNS port: no answer within 1 s, or one without addresses.
@@ -308,7 +313,10 @@ impl Target {
 /// The TLS origin's answer for `name` was read in full.
 pub(crate) fn expect_served(result: io::Result<String>, name: &str) -> Outcome {
     match result {
-        Ok(reply) if reply.starts_with("HTTP/1.1 200") && reply.ends_with(&format!("soak sni={name} path=/soak")) => {
+        Ok(reply)
+            if reply.starts_with("HTTP/1.1 200")
+                && reply.ends_with(&format!("soak sni={name} path=/soak")) =>
+        {
             Outcome::Success
         }
         Ok(reply) => Outcome::Unexpected(format!("{name}: answer {:?}", first_line(&reply))),

@@ -91,7 +91,10 @@ impl Shared {
                 sample::parse_metrics(&body)
             }
             Ok((status, _)) => {
-                self.record(Kind::Admin, Outcome::Unexpected(format!("/metrics: {status}")));
+                self.record(
+                    Kind::Admin,
+                    Outcome::Unexpected(format!("/metrics: {status}")),
+                );
                 BTreeMap::new()
             }
             Err(e) => {
@@ -174,9 +177,8 @@ pub async fn run(config: SoakConfig) -> Result<Report, SoakError> {
         config.gateway_threads,
     )?;
     wait_ready(&mut gateway, ports.admin).await?;
-    let hello = client::client_hello(pki.client.clone(), names::TLS).map_err(|e| {
-        SoakError::Sim(lnm_proxy::sim::SimError::Pki(Box::new(e)))
-    })?;
+    let hello = client::client_hello(pki.client.clone(), names::TLS)
+        .map_err(|e| SoakError::Sim(lnm_proxy::sim::SimError::Pki(Box::new(e))))?;
     let target = Target {
         tls: ports.tls,
         http: ports.http,
@@ -248,8 +250,12 @@ pub async fn run(config: SoakConfig) -> Result<Report, SoakError> {
         .map(|(status, _)| status)
         .unwrap_or_else(|e| format!("no answer: {e}"));
     let (exit, log) = gateway.stop(Duration::from_secs(30)).await;
-    let reloads_sent = *shared.reloads_sent.lock().unwrap_or_else(|p| p.into_inner());
-    let mut samples = std::mem::take(&mut *shared.samples.lock().unwrap_or_else(|p| p.into_inner()));
+    let reloads_sent = *shared
+        .reloads_sent
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let mut samples =
+        std::mem::take(&mut *shared.samples.lock().unwrap_or_else(|p| p.into_inner()));
     for s in &mut samples {
         s.t -= load_started;
     }
@@ -339,8 +345,15 @@ async fn sampler(shared: Arc<Shared>, stop: CancellationToken) {
         if shared.config.verbose && sample.phase == "load" {
             eprintln!(
                 "lnm-soak: {:>6.1}s rss {} KiB, fds {}, threads {}, served {}, refused {}, active {}, dns {}, unexpected {}",
-                sample.t, sample.rss_kib, sample.fds, sample.threads, sample.conns_allowed,
-                sample.conns_denied, sample.conns_active, sample.dns_queries, sample.errors
+                sample.t,
+                sample.rss_kib,
+                sample.fds,
+                sample.threads,
+                sample.conns_allowed,
+                sample.conns_denied,
+                sample.conns_active,
+                sample.dns_queries,
+                sample.errors
             );
         }
         shared.push(sample);
@@ -363,8 +376,12 @@ impl Load {
             if rate <= 0.0 {
                 continue;
             }
-            let (shared, stop, spawner, in_flight) =
-                (shared.clone(), stop.clone(), tasks.clone(), in_flight.clone());
+            let (shared, stop, spawner, in_flight) = (
+                shared.clone(),
+                stop.clone(),
+                tasks.clone(),
+                in_flight.clone(),
+            );
             tasks.spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
                 tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
@@ -381,8 +398,14 @@ impl Load {
                     let shared = shared.clone();
                     spawner.spawn(async move {
                         let limit = shared.config.op_timeout
-                            + if kind == Kind::TlsSlowCut { shared.config.sniff_timeout } else { Duration::ZERO };
-                        let outcome = match tokio::time::timeout(limit, shared.target.run(kind)).await {
+                            + if kind == Kind::TlsSlowCut {
+                                shared.config.sniff_timeout
+                            } else {
+                                Duration::ZERO
+                            };
+                        let outcome = match tokio::time::timeout(limit, shared.target.run(kind))
+                            .await
+                        {
                             Ok(outcome) => outcome,
                             Err(_) => Outcome::Unexpected(format!("no outcome within {limit:?}")),
                         };
@@ -437,11 +460,11 @@ async fn reload(shared: &Shared, generation: u64) -> Outcome {
     if let Err(e) = level::send_signal(shared.pid, rustix::process::Signal::HUP) {
         return Outcome::Unexpected(e.to_string());
     }
-    *shared.reloads_sent.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-    let (new, old) = (
-        names::rotating(generation),
-        names::rotating(generation - 1),
-    );
+    *shared
+        .reloads_sent
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) += 1;
+    let (new, old) = (names::rotating(generation), names::rotating(generation - 1));
     let started = Instant::now();
     loop {
         match shared.target.dns(&new, INSIDE).await {

@@ -32,7 +32,9 @@ pub(crate) async fn http_origin() -> Result<SocketAddr, SoakError> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(bind_error("the HTTP origin"))?;
-    let addr = listener.local_addr().map_err(bind_error("the HTTP origin"))?;
+    let addr = listener
+        .local_addr()
+        .map_err(bind_error("the HTTP origin"))?;
     tokio::spawn(async move {
         loop {
             let Ok((mut tcp, _)) = listener.accept().await else {

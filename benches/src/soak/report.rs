@@ -111,12 +111,30 @@ impl Report {
     ) -> Report {
         let mut parameters = vec![
             ("gateway".to_owned(), config.gateway.display().to_string()),
-            ("load".to_owned(), humantime::format_duration(config.duration).to_string()),
-            ("warm-up".to_owned(), humantime::format_duration(config.warmup).to_string()),
-            ("sample every".to_owned(), humantime::format_duration(config.sample_interval).to_string()),
-            ("reload every".to_owned(), humantime::format_duration(config.reload_interval).to_string()),
-            ("sniff timeout".to_owned(), humantime::format_duration(config.sniff_timeout).to_string()),
-            ("client timeout".to_owned(), humantime::format_duration(config.op_timeout).to_string()),
+            (
+                "load".to_owned(),
+                humantime::format_duration(config.duration).to_string(),
+            ),
+            (
+                "warm-up".to_owned(),
+                humantime::format_duration(config.warmup).to_string(),
+            ),
+            (
+                "sample every".to_owned(),
+                humantime::format_duration(config.sample_interval).to_string(),
+            ),
+            (
+                "reload every".to_owned(),
+                humantime::format_duration(config.reload_interval).to_string(),
+            ),
+            (
+                "sniff timeout".to_owned(),
+                humantime::format_duration(config.sniff_timeout).to_string(),
+            ),
+            (
+                "client timeout".to_owned(),
+                humantime::format_duration(config.op_timeout).to_string(),
+            ),
             ("gateway log filter".to_owned(), config.gateway_log.clone()),
             (
                 "gateway workers".to_owned(),
@@ -128,7 +146,10 @@ impl Report {
         ];
         let (conns, queries) = config.rates.iter().fold((0.0, 0.0), |(c, q), (k, r)| {
             let r = r * config.rate_scale;
-            (c + if k.is_connection() { r } else { 0.0 }, q + if k.is_query() { r } else { 0.0 })
+            (
+                c + if k.is_connection() { r } else { 0.0 },
+                q + if k.is_query() { r } else { 0.0 },
+            )
         });
         parameters.push((
             "offered load".to_owned(),
@@ -174,8 +195,18 @@ impl Report {
             let _ = writeln!(
                 out,
                 "{:.1},{},{},{},{},{},{},{},{},{},{},{}",
-                s.t, s.phase, s.rss_kib, s.fds, s.threads, s.conns_allowed, s.conns_denied,
-                s.conns_active, s.dns_queries, s.ok, s.refused, s.errors
+                s.t,
+                s.phase,
+                s.rss_kib,
+                s.fds,
+                s.threads,
+                s.conns_allowed,
+                s.conns_denied,
+                s.conns_active,
+                s.dns_queries,
+                s.ok,
+                s.refused,
+                s.errors
             );
         }
         out
@@ -255,13 +286,25 @@ impl Report {
             let _ = writeln!(
                 md,
                 "| {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                s.t + 0.0, s.phase, s.rss_kib, s.fds, s.threads, s.conns_allowed, s.conns_denied,
-                s.conns_active, s.dns_queries, s.ok, s.refused, s.errors
+                s.t + 0.0,
+                s.phase,
+                s.rss_kib,
+                s.fds,
+                s.threads,
+                s.conns_allowed,
+                s.conns_denied,
+                s.conns_active,
+                s.dns_queries,
+                s.ok,
+                s.refused,
+                s.errors
             );
         }
 
         let end = &self.end;
-        md.push_str("\n## Start and end\n\n| moment | RSS (KiB) | fds | threads |\n|---|---|---|---|\n");
+        md.push_str(
+            "\n## Start and end\n\n| moment | RSS (KiB) | fds | threads |\n|---|---|---|---|\n",
+        );
         for (name, s) in [
             ("idle, after start", &end.idle),
             ("baseline, after the warm-up, drained", &end.baseline),
@@ -274,8 +317,11 @@ impl Report {
             load.iter().map(|s| s.rss_kib).max(),
             load.iter().map(|s| s.fds).max(),
         ) {
-            let _ = writeln!(md, "| maximum under load | {max_rss} | {max_fds} | {} |",
-                load.iter().map(|s| s.threads).max().unwrap_or(0));
+            let _ = writeln!(
+                md,
+                "| maximum under load | {max_rss} | {max_fds} | {} |",
+                load.iter().map(|s| s.threads).max().unwrap_or(0)
+            );
         }
         let _ = writeln!(
             md,
@@ -287,7 +333,14 @@ impl Report {
         let _ = writeln!(
             md,
             "\n## The gateway's log\n\n{} lines: {} WARN, {} ERROR, {} panics; {} reloads sent, {} logged complete, {} partial, {} rejected.",
-            log.lines, log.warn, log.error, log.panics, end.reloads_sent, log.reloaded, log.reload_partial, log.reload_rejected
+            log.lines,
+            log.warn,
+            log.error,
+            log.panics,
+            end.reloads_sent,
+            log.reloaded,
+            log.reload_partial,
+            log.reload_rejected
         );
         if !log.notable.is_empty() {
             md.push_str("\nFirst WARN/ERROR lines:\n\n```text\n");
@@ -319,10 +372,7 @@ fn thirds(samples: &[Sample]) -> Option<(Vec<&Sample>, Vec<&Sample>)> {
         return None;
     }
     let third = load.len() / 3;
-    Some((
-        load[..third].to_vec(),
-        load[load.len() - third..].to_vec(),
-    ))
+    Some((load[..third].to_vec(), load[load.len() - third..].to_vec()))
 }
 
 fn verdicts(samples: &[Sample], totals: &BTreeMap<Kind, KindTotals>, end: &End) -> Verdicts {
@@ -337,7 +387,9 @@ fn verdicts(samples: &[Sample], totals: &BTreeMap<Kind, KindTotals>, end: &End) 
                 name: "RSS flat",
                 rule: "max RSS of the load's last third ≤ max of its first third × 1.10 + 2 MiB",
                 passed: b <= bound,
-                detail: format!("first third max {a} KiB, last third max {b} KiB, bound {bound} KiB"),
+                detail: format!(
+                    "first third max {a} KiB, last third max {b} KiB, bound {bound} KiB"
+                ),
             }
         }
         None => too_few("RSS flat"),
@@ -365,7 +417,10 @@ fn verdicts(samples: &[Sample], totals: &BTreeMap<Kind, KindTotals>, end: &End) 
         ),
     });
     let unexpected: u64 = totals.values().map(|t| t.unexpected).sum();
-    let outcomes: u64 = totals.values().map(|t| t.success + t.refusal + t.unexpected).sum();
+    let outcomes: u64 = totals
+        .values()
+        .map(|t| t.success + t.refusal + t.unexpected)
+        .sum();
     all.push(Verdict {
         name: "no unexpected errors",
         rule: "every client ended as an expected success or refusal",

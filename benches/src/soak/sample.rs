@@ -69,7 +69,12 @@ pub(crate) async fn admin_get(admin: SocketAddr, path: &str) -> io::Result<(Stri
     };
     let text = tokio::time::timeout(Duration::from_secs(15), fetch)
         .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("{path}: no answer in 15 s")))??;
+        .map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{path}: no answer in 15 s"),
+            )
+        })??;
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head.lines().next().unwrap_or("").to_owned();
     Ok((status, body.to_owned()))
