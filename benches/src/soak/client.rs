@@ -54,7 +54,7 @@ impl Target {
         let pick = lnm_core::random_u64();
         match kind {
             Kind::TlsAllowed => {
-                let name = if pick % 2 == 0 {
+                let name = if pick.is_multiple_of(2) {
                     names::TLS
                 } else {
                     names::WILD
@@ -90,7 +90,7 @@ impl Target {
                 Err(e) => Outcome::Unexpected(format!("{e}")),
             },
             Kind::HttpDenied => {
-                let name = if pick % 2 == 0 {
+                let name = if pick.is_multiple_of(2) {
                     names::DENIED
                 } else {
                     names::OTHER
@@ -103,7 +103,7 @@ impl Target {
             }
             Kind::HttpGarbage => self.garbage(self.http, false).await,
             Kind::DnsAllowed => {
-                let name = if pick % 2 == 0 {
+                let name = if pick.is_multiple_of(2) {
                     names::TLS
                 } else {
                     names::WILD_DNS
@@ -355,7 +355,7 @@ fn is_cut(e: &io::Error) -> bool {
 /// `bytes` are whole TLS alert records (`21, 3, x, 0, 2, level, description`).
 fn is_alerts(bytes: &[u8]) -> bool {
     !bytes.is_empty()
-        && bytes.len() % 7 == 0
+        && bytes.len().is_multiple_of(7)
         && bytes
             .chunks(7)
             .all(|r| r[0] == 21 && r[1] == 3 && r[3] == 0 && r[4] == 2)

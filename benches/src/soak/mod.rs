@@ -36,5 +36,5 @@ pub use config::{Kind, Rates, SoakConfig};
 pub use driver::run;
 pub use error::SoakError;
 pub use level::LogSummary;
-pub use report::{KindTotals, Report, Verdicts};
+pub use report::{KindTotals, Report, Verdict, Verdicts};
 pub use sample::Sample;
