@@ -30,6 +30,9 @@ struct Args {
     /// A factor on every default rate (about 140 connections/s and 160 queries/s at 1).
     #[arg(long, default_value_t = 1.0)]
     rate_scale: f64,
+    /// One kind's rate per second, e.g. `dns_unlisted=0` (repeatable; before `--rate-scale`).
+    #[arg(long = "rate", value_parser = parse_rate)]
+    rates: Vec<(soak::Kind, f64)>,
     /// How often the gateway is sampled.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     sample_interval: Duration,
@@ -68,6 +71,19 @@ struct Args {
     quiet: bool,
 }
 
+/// `kind=rate`, the kind as the report names it.
+fn parse_rate(text: &str) -> Result<(soak::Kind, f64), String> {
+    let (name, rate) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: expected kind=rate"))?;
+    let kind = soak::Kind::ALL
+        .into_iter()
+        .find(|k| k.as_str() == name && soak::Rates::default().get(*k) > 0.0)
+        .ok_or_else(|| format!("{name:?}: not a kind of load"))?;
+    let rate = rate.parse::<f64>().map_err(|e| format!("{rate:?}: {e}"))?;
+    Ok((kind, rate))
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
@@ -75,6 +91,9 @@ async fn main() -> ExitCode {
     config.duration = args.duration;
     config.warmup = args.warmup;
     config.rate_scale = args.rate_scale;
+    for (kind, rate) in args.rates {
+        config.rates.set(kind, rate);
+    }
     config.sample_interval = args.sample_interval;
     config.reload_interval = args.reload_interval;
     config.sniff_timeout = args.sniff_timeout;
