@@ -33,4 +33,6 @@ async fn a_level_under_mixed_load_for_a_minute_stays_flat() {
         "{markdown}"
     );
     eprintln!("{markdown}");
+    // The gateway's log and configuration are kept only when the soak failed.
+    let _ = std::fs::remove_dir_all(&report.workdir);
 }
