@@ -8,7 +8,10 @@
 //!   `RewriteResolver` tower service (`--bench dns`).
 //!
 //! This library holds the inputs shared by the benchmarks, so they are built the same way
-//! everywhere.
+//! everywhere, and [`soak`]: the soak driver of the `lnm-soak` binary (`benches/soak.sh`) and
+//! of the 60 s soak test (`examples/tests/soak.rs`).
+
+pub mod soak;
 
 use lnm_policy::Allowlist;
 
