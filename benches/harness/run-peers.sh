@@ -9,7 +9,8 @@
 # pinned to the proxies' CPU like every peer (so its CPU per connection shows what a second
 # worker costs on the same core); its DNS server is given both CPUs (LNM2W_DNS_CPUS, default
 # 0-1) to measure what one machine answers when a DNS server can use every core — dnsmasq
-# cannot use a second one. Every harness knob (TESTS, PROXIES, REPS, ...) passes through.
+# cannot use a second one. Every harness knob (TESTS, PROXIES, REPS, ...) passes through;
+# LNM_EXTRA_PEERS names a directory of more peer scripts (variants under study).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -31,6 +32,10 @@ if [ \$# -eq 5 ]; then exec "$here/lnm-proxy.sh" "\$@"; fi
 exec taskset -c "\${LNM2W_DNS_CPUS:-0-1}" "$here/lnm-dns.sh" "\$1:\$2" "\$3" "\$4" "\$5" "\$6"
 PEER
 chmod +x "$farm/peers/lnm2w.sh"
+# Experiments: every executable NAME.sh in LNM_EXTRA_PEERS becomes one more implementation.
+if [ -n "${LNM_EXTRA_PEERS:-}" ]; then
+  for extra in "$LNM_EXTRA_PEERS"/*.sh; do ln -s "$extra" "$farm/peers/$(basename "$extra")"; done
+fi
 export CANDIDATE_NAME=lnm
 export CANDIDATE_PROXY_CMD="$here/lnm-proxy.sh {level} {listen} {parent} {allowlist} {workdir}"
 export CANDIDATE_DNS_CMD="$here/lnm-dns.sh {listen} {answer_ip} {upstream} {allowlist} {workdir}"
