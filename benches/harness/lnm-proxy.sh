@@ -9,7 +9,7 @@
 # Both levels forward to {parent} (L3 → L4, L4 → the origin), as the peers do. LNM_BIN overrides
 # the binary (default: target/release/lnm-gateway); LNM_WORKERS the thread-per-core workers (default 1,
 # like the single-worker peers); LNM_LOG the log level (default info: one line per connection);
-# LNM_ZERO_COPY=false relays bulk transfers by copying instead of splice(2).
+# LNM_ZERO_COPY=true relays bulk transfers through splice(2) instead of the copy (lnm's default).
 set -euo pipefail
 level=$1 listen=$2 parent=$3 allowlist=$4 workdir=$5
 here=$(cd "$(dirname "$0")" && pwd)
@@ -24,7 +24,7 @@ config="$workdir/lnm-l$level.yaml"
   # The harness holds up to 9000 connections from one client address; the peers run with
   # raised connection limits too.
   echo "limits: {maxConnections: 20000, maxConnectionsPerSource: 20000}"
-  echo "relay: {zeroCopy: ${LNM_ZERO_COPY:-true}}"
+  echo "relay: {zeroCopy: ${LNM_ZERO_COPY:-false}}"
   echo "listeners:"
   echo "  - {bind: \"$listen\", protocol: tls}"
   echo "allowList:"

@@ -26,7 +26,8 @@
 //! # Layout
 //! - `sniff/`: the sniffers
 //! - `proxy.rs`: [`Proxy`], [`ConnReport`], [`Outcome`]
-//! - `relay/`: the bidirectional relay (user-space copy; `splice(2)` for bulk on Linux)
+//! - `relay/`: the bidirectional relay (user-space copy, a bigger buffer for bulk;
+//!   `splice(2)` for bulk on Linux with `relay.zeroCopy`)
 //! - `deny.rs`: TLS alerts and HTTP error responses
 //! - `server.rs`: [`ProxyServer`], [`ConnLimits`]
 //! - `settings.rs`: [`ProxySettings`]

@@ -32,8 +32,12 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(30);
 /// `dns.ttl`: the TTL of rewritten answers, in seconds.
 pub const DNS_TTL: u32 = 60;
-/// `relay.zeroCopy`: bulk transfers through `splice(2)` on Linux.
-pub const ZERO_COPY: bool = true;
+/// `relay.zeroCopy`: bulk transfers through `splice(2)` on Linux instead of the copy with a
+/// 128 KiB bulk buffer. Off by default: in the peer harness splice spends the least proxy CPU
+/// per GiB but moves bulk data slower than nginx when the endpoints are CPU-bound (its pages
+/// stay with the sender until the receiver reads them), where the copy keeps pace with nginx at
+/// less CPU (`benches/README.md`).
+pub const ZERO_COPY: bool = false;
 /// The top Purdue level: a configuration without `level` and without a parent is this level.
 pub const TOP_LEVEL: u8 = 4;
 /// The port of `openTelemetryMetricsCollectorAddr` when it names none: the OTLP/gRPC port of

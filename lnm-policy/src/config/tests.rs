@@ -282,13 +282,13 @@ fn durations_read_as_text_or_seconds() {
 }
 
 #[test]
-fn relay_zero_copy_is_on_unless_turned_off() {
+fn relay_zero_copy_is_off_unless_turned_on() {
     let default = Config::parse("level: 4\n", "t").unwrap().config;
-    assert!(default.relay.zero_copy);
-    let off = Config::parse("relay: {zeroCopy: false}\n", "t")
+    assert!(!default.relay.zero_copy);
+    let on = Config::parse("relay: {zeroCopy: true}\n", "t")
         .unwrap()
         .config;
-    assert!(!off.relay.zero_copy);
+    assert!(on.relay.zero_copy);
     let e = err("relay: {zeroCopy: false, splice: true}\n");
     assert!(e.contains("splice"), "{e}");
 }
