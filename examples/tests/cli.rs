@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{GATEWAY, Running, dns_a, free_port, repo};
+use common::{GATEWAY, Running, dns_a, free_port, repo, spawn_logged};
 
 fn temp(name: &str, text: &str) -> PathBuf {
     let path = std::env::temp_dir().join(format!("lnm-cli-{}-{name}", std::process::id()));
@@ -128,20 +128,7 @@ fn a_running_level_reloads_on_sighup_and_drains_on_sigterm() {
         )
     };
     let config = temp("running.yaml", &yaml("first.example"));
-    let mut child = Running(
-        Command::new(GATEWAY)
-            .args(["--config", config.to_str().unwrap()])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stderr = child.0.stderr.take().unwrap();
-    let log = std::thread::spawn(move || {
-        BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<_>>()
-    });
+    let (mut child, log) = spawn_logged(&["--config", config.to_str().unwrap()]);
     let admin_addr: SocketAddr = format!("127.0.0.1:{admin}").parse().unwrap();
     let dns_addr: SocketAddr = format!("127.0.0.1:{dns}").parse().unwrap();
     let started = Instant::now();

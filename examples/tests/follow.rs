@@ -5,15 +5,14 @@
 //! applied (the allowlist, through the level's DNS answers) and a bad one is logged and the
 //! running configuration kept.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{GATEWAY, Running, dns_a, free_port};
+use common::{dns_a, free_port, spawn_logged};
 
 /// A directory laid out as kubelet lays out a ConfigMap volume.
 struct ConfigMapVolume {
@@ -83,25 +82,12 @@ fn a_configmap_symlink_swap_reloads_and_a_bad_file_keeps_the_running_config() {
         )
     };
     let mut volume = ConfigMapVolume::new(&yaml("first.example"));
-    let mut child = Running(
-        Command::new(GATEWAY)
-            .args([
-                "--config",
-                volume.config().to_str().unwrap(),
-                "--watch-interval",
-                "50ms",
-            ])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stderr = child.0.stderr.take().unwrap();
-    let log = std::thread::spawn(move || {
-        BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<_>>()
-    });
+    let (mut child, log) = spawn_logged(&[
+        "--config",
+        volume.config().to_str().unwrap(),
+        "--watch-interval",
+        "50ms",
+    ]);
     let dns_addr: SocketAddr = format!("127.0.0.1:{dns}").parse().unwrap();
     wait_for("the first config answers", Duration::from_secs(10), || {
         dns_a(dns_addr, "first.example") == ["127.0.0.1"]

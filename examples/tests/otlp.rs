@@ -5,10 +5,10 @@
 //! traffic, is logged once, and does not hold the stop up.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,7 @@ use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{AggregationTemporality, metric};
 
 mod common;
-use common::{GATEWAY, Running, free_port};
+use common::{Running, free_port, spawn_logged};
 
 /// What the receiver got: every export request, in order.
 #[derive(Clone, Default)]
@@ -282,20 +282,7 @@ fn start_level(name: &str, origin: SocketAddr, extra: &str) -> Level {
     );
     let config = std::env::temp_dir().join(format!("lnm-otlp-{}-{name}.yaml", std::process::id()));
     std::fs::write(&config, yaml).unwrap();
-    let mut child = Running(
-        Command::new(GATEWAY)
-            .args(["--config", config.to_str().unwrap()])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stderr = child.0.stderr.take().unwrap();
-    let log = std::thread::spawn(move || {
-        BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<_>>()
-    });
+    let (child, log) = spawn_logged(&["--config", config.to_str().unwrap()]);
     let admin: SocketAddr = format!("127.0.0.1:{admin}").parse().unwrap();
     let started = Instant::now();
     while !http_get(admin, "/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {

@@ -209,6 +209,21 @@ where
         .unwrap_or(text))
 }
 
+/// A TCP origin on loopback that echoes everything back (the first flight comes back as sent).
+pub async fn echo_origin() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    addr
+}
+
 /// Sends raw bytes and returns the first bytes the other side answers (empty on close).
 pub async fn first_reaction(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
     let mut tcp = TcpStream::connect(addr).await.unwrap();

@@ -24,25 +24,10 @@ fn config(allowed: &str, echo_port: u16, admin: bool) -> Config {
     Config::parse(&yaml, "gateway-test").unwrap().config
 }
 
-/// An origin that echoes everything back.
-async fn echo() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    addr
-}
-
 #[tokio::test]
 async fn reload_keeps_live_connections_and_applies_to_new_ones() {
     init_logging();
-    let origin = echo().await;
+    let origin = echo_origin().await;
     let mut gateway = Gateway::start(&config("a.example", origin.port(), false), None)
         .await
         .unwrap();
@@ -79,7 +64,7 @@ async fn reload_keeps_live_connections_and_applies_to_new_ones() {
 #[tokio::test]
 async fn admin_endpoint_answers_health_and_readiness() {
     init_logging();
-    let origin = echo().await;
+    let origin = echo_origin().await;
     let gateway = Gateway::start(&config("a.example", origin.port(), true), None)
         .await
         .unwrap();
@@ -119,7 +104,7 @@ async fn admin_endpoint_answers_health_and_readiness() {
 async fn the_top_level_is_no_confused_deputy() {
     init_logging();
     // A service on the gateway host's loopback that must not be reachable through it.
-    let local_service = echo().await;
+    let local_service = echo_origin().await;
     // "Public" DNS that an attacker controls: every *.example.com points at loopback.
     let evil_dns = lnm_dns::RewriteResolver::new(
         lnm_policy::Allowlist::builder()
@@ -164,7 +149,7 @@ async fn the_top_level_is_no_confused_deputy() {
 #[tokio::test]
 async fn reloads_under_load_drop_no_live_connection() {
     init_logging();
-    let origin = echo().await;
+    let origin = echo_origin().await;
     let mut gateway = Gateway::start(&config("a.example", origin.port(), false), None)
         .await
         .unwrap();

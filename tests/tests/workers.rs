@@ -15,7 +15,7 @@ use lnm_policy::Config;
 use lnm_proxy::Gateway;
 use lnm_tests::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpStream, UdpSocket};
 
 const WORKERS: usize = 2;
 
@@ -29,21 +29,6 @@ fn config(allowed: &str, origin_port: u16, max_connections: usize) -> Config {
          limits: {{maxConnections: {max_connections}}}\n"
     );
     Config::parse(&yaml, "workers-test").unwrap().config
-}
-
-/// An origin that echoes everything back.
-async fn echo() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    addr
 }
 
 /// Wraps a hop and notes the thread each connection is opened on.
@@ -95,7 +80,7 @@ fn bound_on(table: &str, port: u16) -> usize {
 #[tokio::test]
 async fn workers_share_the_load_and_the_limits() {
     init_logging();
-    let origin = echo().await;
+    let origin = echo_origin().await;
     let seen = Arc::new(Mutex::new(BTreeSet::new()));
     let noted = seen.clone();
     let max = 24;
@@ -154,7 +139,7 @@ async fn workers_share_the_load_and_the_limits() {
 #[tokio::test]
 async fn reload_reaches_every_worker() {
     init_logging();
-    let origin = echo().await;
+    let origin = echo_origin().await;
     let mut gateway = Gateway::start(&config("a.example", origin.port(), 100), None)
         .await
         .unwrap();
@@ -223,7 +208,7 @@ async fn every_worker_answers_dns() {
 #[tokio::test]
 async fn the_drain_covers_every_worker() {
     init_logging();
-    let origin = echo().await;
+    let origin = echo_origin().await;
     let mut config = config("a.example", origin.port(), 100);
     config.timeouts.shutdown_drain = Duration::from_millis(200);
     let gateway = Gateway::start(&config, None).await.unwrap();

@@ -192,22 +192,7 @@ impl Report {
             "t_s,phase,rss_kib,fds,threads,conns_allowed,conns_denied,conns_active,dns_queries,driver_ok,driver_refused,driver_errors\n",
         );
         for s in &self.samples {
-            let _ = writeln!(
-                out,
-                "{:.1},{},{},{},{},{},{},{},{},{},{},{}",
-                s.t,
-                s.phase,
-                s.rss_kib,
-                s.fds,
-                s.threads,
-                s.conns_allowed,
-                s.conns_denied,
-                s.conns_active,
-                s.dns_queries,
-                s.ok,
-                s.refused,
-                s.errors
-            );
+            let _ = writeln!(out, "{}", s.cells().join(","));
         }
         out
     }
@@ -283,22 +268,7 @@ impl Report {
         md.push_str("`t`: seconds since the load started; served / refused: the gateway's `lnm_connections_total` by decision (cumulative); active: `lnm_connections_active`; ok / refused / errors (driver): the driver's classification of its clients (cumulative).\n\n");
         md.push_str("| t (s) | phase | RSS (KiB) | fds | threads | served | refused | active | DNS queries | ok (driver) | refused (driver) | errors (driver) |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for s in thin(&self.samples, max_rows) {
-            let _ = writeln!(
-                md,
-                "| {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                s.t + 0.0,
-                s.phase,
-                s.rss_kib,
-                s.fds,
-                s.threads,
-                s.conns_allowed,
-                s.conns_denied,
-                s.conns_active,
-                s.dns_queries,
-                s.ok,
-                s.refused,
-                s.errors
-            );
+            let _ = writeln!(md, "| {} |", s.cells().join(" | "));
         }
 
         let end = &self.end;

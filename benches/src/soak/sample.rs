@@ -38,6 +38,27 @@ pub struct Sample {
     pub errors: u64,
 }
 
+impl Sample {
+    /// The sample as the report's columns: t, phase, RSS, descriptors, threads, the gateway's
+    /// counters, the driver's counts (one row of the CSV and of the Markdown table).
+    pub fn cells(&self) -> [String; 12] {
+        [
+            format!("{:.1}", self.t + 0.0),
+            self.phase.to_owned(),
+            self.rss_kib.to_string(),
+            self.fds.to_string(),
+            self.threads.to_string(),
+            self.conns_allowed.to_string(),
+            self.conns_denied.to_string(),
+            self.conns_active.to_string(),
+            self.dns_queries.to_string(),
+            self.ok.to_string(),
+            self.refused.to_string(),
+            self.errors.to_string(),
+        ]
+    }
+}
+
 /// `VmRSS` (KiB) and `Threads` of `pid`.
 pub(crate) fn proc_status(pid: u32) -> io::Result<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;

@@ -52,3 +52,24 @@ impl Drop for Running {
         let _ = self.0.wait();
     }
 }
+
+/// A running `lnm-gateway` started with `args`, and the lines of its stderr, gathered by a
+/// thread until the process exits (join the handle after stopping it).
+pub(crate) fn spawn_logged(args: &[&str]) -> (Running, std::thread::JoinHandle<Vec<String>>) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Running(
+        std::process::Command::new(GATEWAY)
+            .args(args)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    (child, log)
+}
