@@ -103,6 +103,7 @@ impl Cache {
                 }
             }
         }
+        self.trim_expired(now);
         self.seq += 1;
         let entry = Entry {
             answer,
@@ -116,6 +117,27 @@ impl Cache {
             let entries = &self.entries;
             self.order
                 .retain(|(key, seq)| entries.get(key).is_some_and(|entry| entry.seq == *seq));
+        }
+    }
+
+    /// Drops up to two expired answers (or stale queue items) from the old end of the queue:
+    /// called on every insertion, it makes the cache follow the names still alive instead of
+    /// filling up to its capacity with expired answers that nobody asks for again.
+    fn trim_expired(&mut self, now: Instant) {
+        for _ in 0..2 {
+            let Some((old, seq)) = self.order.front() else {
+                return;
+            };
+            match self.entries.get(old) {
+                // The oldest live answer: everything behind it is younger.
+                Some(entry) if entry.seq == *seq && entry.expires > now => return,
+                Some(entry) if entry.seq == *seq => {
+                    self.entries.remove(old);
+                }
+                // Stored again since, or already gone.
+                _ => {}
+            }
+            self.order.pop_front();
         }
     }
 
@@ -423,6 +445,33 @@ mod tests {
                 .get(&k("e.example"), later + Duration::from_secs(5))
                 .is_none()
         );
+    }
+
+    #[test]
+    fn expired_answers_leave_as_new_ones_come_without_a_full_cache() {
+        let mut cache = Cache::new(1000, 3600);
+        let t0 = Instant::now();
+        for i in 0..100 {
+            cache.insert_for(
+                key(&format!("old{i}.example"), Rtype::A, Class::IN, false),
+                Bytes::from_static(b"x"),
+                1,
+                t0,
+            );
+        }
+        let later = t0 + Duration::from_secs(2);
+        for i in 0..100 {
+            cache.insert_for(
+                key(&format!("new{i}.example"), Rtype::A, Class::IN, false),
+                Bytes::from_static(b"x"),
+                60,
+                later,
+            );
+        }
+        // Far below the capacity, the expired answers are gone all the same: the cache holds
+        // the live ones only.
+        assert_eq!(cache.len(), 100);
+        assert!(cache.order.len() <= 100, "{}", cache.order.len());
     }
 
     #[test]
