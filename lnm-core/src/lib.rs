@@ -74,3 +74,6 @@ pub use random::random_u64;
 pub use reason::{Denied, Reason};
 pub use resolve::{Resolve, StaticHosts, SystemResolver};
 pub use target::{ConnInfo, Protocol, Target};
+/// The `tracing` crate lnm logs through (spans `conn{..}` and `dns{..}`, one event per
+/// decision): log your own events into the same subscriber without a second dependency.
+pub use tracing;

@@ -72,6 +72,15 @@ struct Parts {
 /// One level, bound and serving: proxy listeners, DNS rewrite server and admin endpoint
 /// sharing one allowlist.
 ///
+/// It runs `workers` event loops ([`Config::effective_workers`]: `workers`, or one per CPU the
+/// process may use): worker 0 is the tokio runtime that called [`GatewayBuilder::start`] (any
+/// flavour; it also runs the admin endpoint), the others are threads named `lnm-worker-<i>`
+/// with a current-thread runtime each, stopped by [`shutdown`](Self::shutdown) or when the
+/// gateway is dropped. Each worker accepts on its own `SO_REUSEPORT` copy of every listener the
+/// gateway binds and of the DNS sockets, and serves what it accepted on its own thread; the
+/// allowlist, the connection limits (exact across workers), the metrics, reload and the drain
+/// cover them all. A source handed in with [`GatewayBuilder::incoming`] is served on worker 0.
+///
 /// [`Gateway::reload`] applies a new configuration without touching live connections: the
 /// allowlist is swapped atomically (DNS and proxy alike), and each listener hands its new
 /// connections to a proxy built from the new settings and hops (the application's hop
@@ -105,8 +114,10 @@ impl std::fmt::Debug for Gateway {
 
 impl Gateway {
     /// Binds every listener, the DNS server and the admin endpoint of `config` and starts
-    /// serving on the current tokio runtime. `metrics` renders `/metrics` (the application's
-    /// exporter); without it `/metrics` is empty.
+    /// serving: on the current tokio runtime (any flavour), which is worker 0, and on
+    /// `workers - 1` threads of its own with a current-thread runtime each (see [`Gateway`]).
+    /// `metrics` renders `/metrics` (the application's exporter); without it `/metrics` is
+    /// empty.
     ///
     /// Fails, naming the address, when something cannot be bound.
     pub async fn start(config: &Config, metrics: Option<RenderMetrics>) -> Result<Gateway, Error> {
@@ -528,7 +539,8 @@ impl Gateway {
         self.resolver.as_ref()
     }
 
-    /// How many workers serve this gateway's listeners and DNS (see the module docs).
+    /// How many workers serve this gateway's listeners and DNS: the calling runtime plus the
+    /// gateway's own worker threads (see [`Gateway`]).
     pub fn workers(&self) -> usize {
         self.workers.count()
     }

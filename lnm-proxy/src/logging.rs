@@ -9,11 +9,22 @@
 //! that fills it writes the whole buffer out itself. When the [`FlushGuard`] is dropped (at the
 //! end of `main`) the rest is written: no line is lost at exit.
 //!
+//! Drop the guard after everything that may still log has stopped — with a runtime built by
+//! hand, after the runtime (with `#[tokio::main]`, its tasks still run while `main` returns, so
+//! lines they log in that moment may miss the final write). With tracing-subscriber, turn its
+//! colours off (`.with_ansi(false)`) unless the output is a terminal: the batch is written as
+//! it was formatted.
+//!
 //! ```no_run
 //! use std::time::Duration;
 //!
-//! let (writer, _guard) = lnm_proxy::logging::batched(std::io::stderr(), Duration::from_millis(100));
-//! // With tracing-subscriber: `.with_writer(move || writer.clone())`.
+//! let (writer, guard) = lnm_proxy::logging::batched(std::io::stderr(), Duration::from_millis(100));
+//! // With tracing-subscriber:
+//! //     tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).init();
+//! let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+//! runtime.block_on(async { /* the gateway */ });
+//! drop(runtime); // its tasks end (and log) first
+//! drop(guard); // then the last lines are written
 //! # let _ = writer;
 //! ```
 

@@ -454,3 +454,23 @@ fn bad_metrics_collector_is_an_error_naming_the_key() {
     let e = err("metricsExport: {intervall: 5s}\n");
     assert!(e.contains("intervall"), "{e}");
 }
+
+#[test]
+fn a_listener_on_port_0_without_destination_port_is_warned_about() {
+    let warned = |yaml: &str| {
+        Config::parse(yaml, "t")
+            .unwrap()
+            .warnings
+            .iter()
+            .any(|w| w.contains("without `destinationPort`"))
+    };
+    assert!(warned(
+        "listeners: [{bind: \"127.0.0.1:0\", protocol: tls}]\n"
+    ));
+    assert!(!warned(
+        "listeners: [{bind: \"127.0.0.1:0\", protocol: tls, destinationPort: 443}]\n"
+    ));
+    assert!(!warned(
+        "listeners: [{bind: \"127.0.0.1:8443\", protocol: tls}]\n"
+    ));
+}

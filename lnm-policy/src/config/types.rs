@@ -448,7 +448,10 @@ impl ListenerConfig {
         self
     }
 
-    /// The destination port (explicit, else the bound port).
+    /// The destination port: `destinationPort` when set, else the port of `bind` as
+    /// configured — for a listener on port 0 (a free port picked at start) that is 0, so such a
+    /// listener needs an explicit destination port ([`with_destination_port`](Self::with_destination_port));
+    /// [`Config::validate`] warns when it has none.
     pub fn destination_port(&self) -> u16 {
         self.destination_port.unwrap_or(self.bind.port())
     }
@@ -962,6 +965,15 @@ impl Config {
                 .push("`allowList.sourceIpRange` is an empty list: no client is admitted".into());
         }
         let listeners = self.effective_listeners();
+        for (i, l) in listeners.iter().enumerate() {
+            if l.destination_port() == 0 {
+                warnings.push(format!(
+                    "listeners[{i}] binds {} without `destinationPort`: its connections would be \
+                     forwarded to port 0; set the destination port",
+                    l.bind
+                ));
+            }
+        }
         for (i, l) in listeners.iter().enumerate() {
             // Port 0 asks the system for a free port: several such listeners are fine.
             if l.bind.port() != 0 && listeners[..i].iter().any(|other| other.bind == l.bind) {

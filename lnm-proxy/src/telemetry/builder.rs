@@ -300,7 +300,9 @@ impl Telemetry {
 
     /// Stops the exporters: pushes the metrics one last time and waits at most
     /// `metricsExport.timeout` for it (a collector that is down does not hold the shutdown up);
-    /// whether the last push arrived is logged. Returns whether it did (`true` without push).
+    /// whether the last push arrived is logged. Returns whether it did; `true` also when there
+    /// was nothing to push (no collector configured, or nothing recorded yet — the SDK then
+    /// sends nothing).
     pub async fn shutdown(mut self) -> bool {
         if let Some(upkeep) = self.upkeep.take() {
             upkeep.abort();

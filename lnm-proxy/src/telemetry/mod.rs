@@ -16,7 +16,11 @@
 //! one attempt each, given up after `metricsExport.timeout` (default 5 s). A collector that is
 //! down or refuses is logged once when pushing starts to fail and once when it works again,
 //! and never stops the gateway. [`Telemetry::shutdown`] pushes the last values, bounded by the
-//! same timeout.
+//! same timeout. The OpenTelemetry SDK sends nothing while nothing has been recorded: a gateway
+//! that has served no connection and no query yet neither pushes nor notices a collector that is
+//! down (the first push, and the first failure, follow the first measurement). When the last
+//! push fails, the SDK reports it without the transport's reason (`Failed to shutdown`); the
+//! periodic failures before it carry the reason.
 //!
 //! ```no_run
 //! # async fn run(config: lnm_policy::Config) -> Result<(), lnm_proxy::Error> {
