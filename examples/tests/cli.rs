@@ -1,14 +1,13 @@
 //! The binaries as users run them: `lnm-gateway --check`, `export-dns`, a running level with
 //! SIGHUP reload and SIGTERM drain (the `purdue-demo` quick start is tested in `demo.rs`).
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{GATEWAY, Running, dns_a, free_port, repo, spawn_logged};
+use common::{GATEWAY, Running, dns_a, free_port, repo, spawn_logged, spawn_logged_command};
 
 fn temp(name: &str, text: &str) -> PathBuf {
     let path = std::env::temp_dir().join(format!("lnm-cli-{}-{name}", std::process::id()));
@@ -189,20 +188,9 @@ fn descriptor_exhaustion_backs_off_and_recovers() {
         "ulimit -n 48 && exec {GATEWAY} --config {}",
         config.display()
     );
-    let mut child = Running(
-        Command::new("sh")
-            .args(["-c", &script])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stderr = child.0.stderr.take().unwrap();
-    let log = std::thread::spawn(move || {
-        BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<_>>()
-    });
+    let mut shell = Command::new("sh");
+    shell.args(["-c", &script]);
+    let (mut child, log) = spawn_logged_command(shell);
     let addr: SocketAddr = format!("127.0.0.1:{proxy}").parse().unwrap();
     let started = Instant::now();
     while std::net::TcpStream::connect(addr).is_err() {

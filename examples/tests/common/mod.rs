@@ -56,10 +56,18 @@ impl Drop for Running {
 /// A running `lnm-gateway` started with `args`, and the lines of its stderr, gathered by a
 /// thread until the process exits (join the handle after stopping it).
 pub(crate) fn spawn_logged(args: &[&str]) -> (Running, std::thread::JoinHandle<Vec<String>>) {
+    let mut command = std::process::Command::new(GATEWAY);
+    command.args(args);
+    spawn_logged_command(command)
+}
+
+/// [`spawn_logged`] for a command of the test's own (a shell that sets limits first, say).
+pub(crate) fn spawn_logged_command(
+    mut command: std::process::Command,
+) -> (Running, std::thread::JoinHandle<Vec<String>>) {
     use std::io::{BufRead, BufReader};
     let mut child = Running(
-        std::process::Command::new(GATEWAY)
-            .args(args)
+        command
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap(),
