@@ -137,7 +137,7 @@ mod tests {
     #[test]
     fn settings_follow_the_configuration() {
         let parsed = Config::parse(
-            "level: 3\nparentIpAddr: 10.4.0.1\nrelay: {zeroCopy: false}\nlimits: {maxHops: 3}\n",
+            "level: 3\nparentIpAddr: 10.4.0.1\nrelay: {zeroCopy: true}\nlimits: {maxHops: 3}\n",
             "t",
         )
         .unwrap()
@@ -145,9 +145,9 @@ mod tests {
         let listener = &parsed.effective_listeners()[0];
         let settings = ProxySettings::from_config(&parsed, listener);
         assert_eq!((settings.level, settings.max_hops), (3, 3));
-        assert!(!settings.zero_copy);
+        assert!(settings.zero_copy);
         let defaults = Config::parse("level: 4\n", "t").unwrap().config;
         let listener = &defaults.effective_listeners()[0];
-        assert!(ProxySettings::from_config(&defaults, listener).zero_copy);
+        assert!(!ProxySettings::from_config(&defaults, listener).zero_copy);
     }
 }
