@@ -25,7 +25,6 @@
 //! is reported as such.
 
 use std::collections::HashMap;
-use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -591,7 +590,7 @@ fn serve_dns(
     dns: &lnm_policy::config::DnsConfig,
     resolver: GatewayResolver,
     workers: &Workers,
-) -> io::Result<(SocketAddr, CancellationToken)> {
+) -> std::io::Result<(SocketAddr, CancellationToken)> {
     use lnm_dns::{DnsLimits, DnsServer};
 
     let pairs = lnm_dns::bind_workers(dns.bind, workers.count())?;

@@ -41,50 +41,59 @@ const BULK_AFTER: u64 = 128 * 1024;
 /// further directions keep [`BUF_SIZE`].
 const MAX_BULK_BUFFERS: usize = 256;
 
-/// Bulk-buffer slots: how many are taken, of how many.
+/// A process-wide bound on something relays hold while data flows (bulk buffers here, pipes
+/// and enlarged pipes in `splice`): how many are taken, of how many.
 #[derive(Debug)]
-struct BulkBudget {
+pub(crate) struct Budget {
     taken: AtomicUsize,
     max: usize,
 }
 
 /// The bulk-buffer slots of every relay of the process.
-static BULK_BUFFERS: BulkBudget = BulkBudget::new(MAX_BULK_BUFFERS);
+static BULK_BUFFERS: Budget = Budget::new(MAX_BULK_BUFFERS);
 
-impl BulkBudget {
-    const fn new(max: usize) -> Self {
-        BulkBudget {
+impl Budget {
+    pub(crate) const fn new(max: usize) -> Self {
+        Budget {
             taken: AtomicUsize::new(0),
             max,
         }
     }
 
-    fn take(&'static self) -> Option<BulkSlot> {
+    /// One slot, if the budget has one left; given back when the slot is dropped.
+    pub(crate) fn take(&'static self) -> Option<Slot> {
         if self.taken.fetch_add(1, Ordering::Relaxed) < self.max {
-            Some(BulkSlot(self))
+            Some(Slot(self))
         } else {
             self.taken.fetch_sub(1, Ordering::Relaxed);
             None
         }
     }
-}
 
-/// Which budget a direction takes its bulk slot from (the process's, unless a test says).
-#[derive(Clone, Copy)]
-struct Budget(&'static BulkBudget);
-
-impl Default for Budget {
-    fn default() -> Self {
-        Budget(&BULK_BUFFERS)
+    /// Slots taken now.
+    #[cfg(test)]
+    pub(crate) fn taken(&self) -> usize {
+        self.taken.load(Ordering::Relaxed)
     }
 }
 
-/// A direction's claim on one bulk-buffer slot; given back when dropped.
-struct BulkSlot(&'static BulkBudget);
+/// A claim on one slot of a [`Budget`]; given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Slot(&'static Budget);
 
-impl Drop for BulkSlot {
+impl Drop for Slot {
     fn drop(&mut self) {
         self.0.taken.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Which budget a direction takes its bulk buffer from (the process's, unless a test says).
+#[derive(Clone, Copy)]
+struct BulkBudget(&'static Budget);
+
+impl Default for BulkBudget {
+    fn default() -> Self {
+        BulkBudget(&BULK_BUFFERS)
     }
 }
 
@@ -129,10 +138,10 @@ pub(crate) struct Direction {
     need_flush: bool,
     pub(crate) moved: u64,
     /// Held once the direction is bulk: its buffer is [`BULK_BUF_SIZE`].
-    bulk: Option<BulkSlot>,
+    bulk: Option<Slot>,
     /// Whether the direction asked for a bulk slot already (asked once).
     bulk_asked: bool,
-    budget: Budget,
+    budget: BulkBudget,
 }
 
 impl Direction {
@@ -452,12 +461,12 @@ mod tests {
 
     /// Copies `len` bytes through one direction taking bulk slots from `budget`; returns the
     /// largest write.
-    async fn largest_write(len: usize, budget: &'static BulkBudget) -> usize {
+    async fn largest_write(len: usize, budget: &'static Budget) -> usize {
         let data = vec![1u8; len];
         let mut reader: &[u8] = &data;
         let mut writer = Largest::default();
         let mut direction = Direction {
-            budget: Budget(budget),
+            budget: BulkBudget(budget),
             ..Direction::default()
         };
         let mut progress = false;
@@ -482,7 +491,7 @@ mod tests {
     async fn bulk_transfers_take_a_bigger_buffer_within_a_budget() {
         // Short exchanges keep the small buffer; a bulk transfer moves in bulk-sized chunks
         // once it has moved BULK_AFTER bytes, and gives its slot back at the end.
-        static BUDGET: BulkBudget = BulkBudget::new(2);
+        static BUDGET: Budget = Budget::new(2);
         assert_eq!(
             largest_write(BULK_AFTER as usize / 2, &BUDGET).await,
             BUF_SIZE

@@ -22,7 +22,7 @@ use rustix::pipe::{PipeFlags, SpliceFlags, pipe_with, splice};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-use super::{Direction, Flow, RelayEnd, Relayed, Step, both, drive};
+use super::{Budget, Direction, Flow, RelayEnd, Relayed, Slot, Step, both, drive};
 
 /// Bytes a direction copies in user space before it switches to splicing.
 pub(crate) const SPLICE_AFTER: u64 = 128 * 1024;
@@ -45,14 +45,12 @@ const MAX_BIG_PIPES: usize = 256;
 
 const FLAGS: SpliceFlags = SpliceFlags::MOVE.union(SpliceFlags::NONBLOCK);
 
-/// The process's relay pipes: how many are open and enlarged, within which bounds.
+/// The process's relay pipes: how many may be open and enlarged, and how many were opened.
 #[derive(Debug)]
 struct Pipes {
-    open: AtomicUsize,
+    open: Budget,
+    big: Budget,
     opened: AtomicUsize,
-    big: AtomicUsize,
-    max_open: usize,
-    max_big: usize,
 }
 
 /// The pipes of every spliced relay of the process.
@@ -61,45 +59,31 @@ static PIPES: Pipes = Pipes::new(usize::MAX, MAX_BIG_PIPES);
 impl Pipes {
     const fn new(max_open: usize, max_big: usize) -> Self {
         Pipes {
-            open: AtomicUsize::new(0),
+            open: Budget::new(max_open),
+            big: Budget::new(max_big),
             opened: AtomicUsize::new(0),
-            big: AtomicUsize::new(0),
-            max_open,
-            max_big,
         }
     }
 
     /// A new non-blocking pipe, enlarged while the budget allows.
     fn open(&'static self) -> io::Result<Pipe> {
-        if self.open.fetch_add(1, Ordering::Relaxed) >= self.max_open {
-            self.open.fetch_sub(1, Ordering::Relaxed);
-            return Err(io::Error::other("relay pipe limit reached"));
-        }
-        let (read, write) = match pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC) {
-            Ok(fds) => fds,
-            Err(e) => {
-                self.open.fetch_sub(1, Ordering::Relaxed);
-                return Err(e.into());
-            }
-        };
+        let open = self
+            .open
+            .take()
+            .ok_or_else(|| io::Error::other("relay pipe limit reached"))?;
+        let (read, write) = pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC)?;
         self.opened.fetch_add(1, Ordering::Relaxed);
-        // From here on, dropping the pipe gives back what it took.
-        let mut pipe = Pipe {
+        // Over the budget, or the system refuses: the default pipe works too.
+        let big = self.big.take().filter(|_| {
+            rustix::pipe::fcntl_setpipe_size(&write, BIG_PIPE).is_ok_and(|n| n >= BIG_PIPE)
+        });
+        Ok(Pipe {
             read,
             write,
             len: 0,
-            capacity: SMALL_PIPE,
-            pipes: self,
-        };
-        if self.big.fetch_add(1, Ordering::Relaxed) < self.max_big
-            && rustix::pipe::fcntl_setpipe_size(&pipe.write, BIG_PIPE).is_ok_and(|n| n >= BIG_PIPE)
-        {
-            pipe.capacity = BIG_PIPE;
-        } else {
-            // Over the budget, or the system refuses: the default pipe works too.
-            self.big.fetch_sub(1, Ordering::Relaxed);
-        }
-        Ok(pipe)
+            big,
+            _open: open,
+        })
     }
 }
 
@@ -108,16 +92,19 @@ struct Pipe {
     write: OwnedFd,
     /// Bytes in the pipe, not yet spliced out.
     len: usize,
-    /// What the pipe holds ([`SMALL_PIPE`] or [`BIG_PIPE`]).
-    capacity: usize,
-    pipes: &'static Pipes,
+    /// Held while the pipe is enlarged to [`BIG_PIPE`].
+    big: Option<Slot>,
+    /// The pipe's place in the open-pipe budget.
+    _open: Slot,
 }
 
-impl Drop for Pipe {
-    fn drop(&mut self) {
-        self.pipes.open.fetch_sub(1, Ordering::Relaxed);
-        if self.capacity == BIG_PIPE {
-            self.pipes.big.fetch_sub(1, Ordering::Relaxed);
+impl Pipe {
+    /// What the pipe holds ([`SMALL_PIPE`] or [`BIG_PIPE`]).
+    fn capacity(&self) -> usize {
+        if self.big.is_some() {
+            BIG_PIPE
+        } else {
+            SMALL_PIPE
         }
     }
 }
@@ -203,7 +190,7 @@ impl SpliceDirection {
                 }
                 ready!(reader.poll_read_ready(cx))?;
                 match reader.try_io(Interest::READABLE, || {
-                    splice(&*reader, None, &pipe.write, None, pipe.capacity, FLAGS)
+                    splice(&*reader, None, &pipe.write, None, pipe.capacity(), FLAGS)
                         .map_err(io::Error::from)
                 }) {
                     Ok(0) => self.copy.read_done = true,
@@ -350,7 +337,7 @@ mod tests {
         }
 
         fn now_open(&self) -> usize {
-            self.open.load(Ordering::Relaxed)
+            self.open.taken()
         }
     }
 
@@ -495,19 +482,20 @@ mod tests {
         let pipes: &'static Pipes = Box::leak(Box::new(Pipes::new(usize::MAX, 1)));
         let first = pipes.open().unwrap();
         let second = pipes.open().unwrap();
-        assert_eq!((first.capacity, second.capacity), (BIG_PIPE, SMALL_PIPE));
+        assert_eq!(
+            (first.capacity(), second.capacity()),
+            (BIG_PIPE, SMALL_PIPE)
+        );
         drop(first);
         let third = pipes.open().unwrap();
         assert_eq!(
-            third.capacity, BIG_PIPE,
+            third.capacity(),
+            BIG_PIPE,
             "the budget came back with the pipe"
         );
         assert_eq!(pipes.now_open(), 2);
         drop((second, third));
-        assert_eq!(
-            (pipes.now_open(), pipes.big.load(Ordering::Relaxed)),
-            (0, 0)
-        );
+        assert_eq!((pipes.now_open(), pipes.big.taken()), (0, 0));
         let none: &'static Pipes = Box::leak(Box::new(Pipes::new(0, 1)));
         assert!(none.open().is_err());
         assert_eq!(none.now_open(), 0);
